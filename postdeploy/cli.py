@@ -1,0 +1,136 @@
+"""The ``postdeploy`` command.
+
+postdeploy local deploy VERSION [--faults a,b]   deploy a release of the reference app
+postdeploy local status | rollback | stop         inspect, roll back, stop it
+postdeploy local faults                           the faults a release can carry
+postdeploy local logs [-n N]                      the serving release's log lines
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from postdeploy.config import DEFAULT_TARGETS_FILE, ConfigError, load_targets
+from postdeploy.local.platform import (
+    DEFAULT_VERSION,
+    LocalPlatform,
+    LocalPlatformError,
+    load_faults,
+)
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def _local_platform(args: argparse.Namespace) -> LocalPlatform:
+    targets = load_targets(args.targets_file).targets
+    target = targets.get(args.target)
+    if target is None or target.platform != "local":
+        local = [n for n, t in targets.items() if t.platform == "local"]
+        raise ConfigError(
+            f"{args.targets_file}: {args.target!r} is not a local target; "
+            f"local targets: {', '.join(local) or 'none'}"
+        )
+    return LocalPlatform(target.url)
+
+
+def _faults(raw: str) -> list[str]:
+    return [f.strip() for f in raw.split(",") if f.strip()]
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    platform = _local_platform(args)
+    release = platform.deploy(args.version, _faults(args.faults))
+    print(f"deployed release {release.id} ({release.ref}) at {platform.url}")
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    platform = _local_platform(args)
+    status = platform.status()
+    print(status.describe())
+    history = platform.releases()
+    if history:
+        print("history (newest first):")
+        for release in history[:10]:
+            note = f" (rollback of {release.rolled_back_from})" if release.rolled_back_from else ""
+            print(f"  {release.id:>3}  {release.ref:<40} {release.deployed_at}{note}")
+    return EXIT_OK if status.running or status.release is None else EXIT_FAILED
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    platform = _local_platform(args)
+    before = platform.status().release
+    release = platform.rollback()
+    print(
+        f"rolled back from release {before and before.id} to {release.ref} (release {release.id})"
+    )
+    return EXIT_OK
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    deployment = _local_platform(args).stop()
+    print(f"stopped release {deployment.release_id}" if deployment else "nothing was running")
+    return EXIT_OK
+
+
+def cmd_faults(args: argparse.Namespace) -> int:
+    catalogue = load_faults()
+    width = max(map(len, catalogue), default=0)
+    for name, description in sorted(catalogue.items()):
+        print(f"{name:<{width}}  {description}")
+    return EXIT_OK
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    for line in _local_platform(args).logs(args.lines):
+        print(line)
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="postdeploy", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    local = commands.add_parser("local", help="Manage the local deployment of the reference app")
+    local.add_argument(
+        "--targets-file", type=Path, default=Path(DEFAULT_TARGETS_FILE), help="Targets file"
+    )
+    local.add_argument("--target", default="local", help="Local target name (default: local)")
+    actions = local.add_subparsers(dest="action", required=True, metavar="ACTION")
+    deploy = actions.add_parser("deploy", help="Deploy a release (stops the running one)")
+    deploy.add_argument("version", nargs="?", default=DEFAULT_VERSION, help="Release version")
+    deploy.add_argument("--faults", default="", help="Comma-separated faults the release carries")
+    deploy.set_defaults(handler=cmd_deploy)
+    actions.add_parser("status", help="What serves, and the release history").set_defaults(
+        handler=cmd_status
+    )
+    actions.add_parser("rollback", help="Redeploy the previous different release").set_defaults(
+        handler=cmd_rollback
+    )
+    actions.add_parser("stop", help="Stop the running release").set_defaults(handler=cmd_stop)
+    actions.add_parser("faults", help="List the faults a release can carry").set_defaults(
+        handler=cmd_faults
+    )
+    logs = actions.add_parser("logs", help="Print the serving release's log lines")
+    logs.add_argument("-n", "--lines", type=int, default=100, help="How many (default: 100)")
+    logs.set_defaults(handler=cmd_logs)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except ConfigError as exc:
+        print(f"postdeploy: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except LocalPlatformError as exc:
+        print(f"postdeploy: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

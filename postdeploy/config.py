@@ -1,0 +1,409 @@
+"""targets.toml + environment overrides -> :class:`Target` objects.
+
+Loading is strict: an unknown key, a missing required key, a value of the wrong type, a bad
+URL or an unknown target name raises :class:`ConfigError` with one sentence naming the file,
+the key and the valid choices. The plugin turns it into a usage error before any test runs.
+
+Secrets never live in the file; keys ending in ``_env`` name the environment variable that
+holds them and :meth:`Target.secret` reads it at the moment it is needed.
+
+Every value can be overridden from the environment:
+``POSTDEPLOY_<TARGET>_<KEY>`` for a top-level key (``POSTDEPLOY_FLY_URL``) and
+``POSTDEPLOY_<TARGET>_<SECTION>_<KEY>`` for a key in a section
+(``POSTDEPLOY_LOCAL_THRESHOLDS_RESPONSE_TIME_MS``).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+DEFAULT_TARGETS_FILE = "targets.toml"
+ENV_PREFIX = "POSTDEPLOY_"
+ALL_TARGETS = "all"
+
+
+class ConfigError(Exception):
+    """targets.toml or an override is invalid; the message says where and how to fix it."""
+
+
+_REQUIRED: Any = object()
+
+
+@dataclass(frozen=True)
+class Key:
+    """One configuration key: its type, default (or required) and a one-line help."""
+
+    type: type | tuple[type, ...]
+    default: Any = _REQUIRED
+    help: str = ""
+
+    @property
+    def required(self) -> bool:
+        return self.default is _REQUIRED
+
+
+#: Keys every target may set at its top level.
+TARGET_KEYS: dict[str, Key] = {
+    "platform": Key(str, help="where it runs: one of PLATFORM_KEYS"),
+    "url": Key(str, help="base URL of the deployment, http(s)://host[:port]"),
+    "description": Key(str, "", help="free text shown in reports"),
+    "timeout_s": Key((int, float), 10.0, help="timeout of every HTTP request to the target"),
+    "connect_timeout_s": Key((int, float), 3.0, help="timeout to open a connection"),
+    "ca_file": Key(str, "", help="PEM bundle to trust instead of the system store"),
+    "http_url": Key(str, "", help="plain-HTTP URL expected to redirect to url"),
+}
+
+#: Identifiers each platform's driver needs, at the target's top level.
+PLATFORM_KEYS: dict[str, dict[str, Key]] = {
+    "local": {
+        "state_dir_env": Key(str, "POSTDEPLOY_STATE_DIR", help="env var naming the state dir"),
+    },
+    "fly": {
+        "app": Key(str, help="Fly.io app name"),
+        "token_env": Key(str, "FLY_API_TOKEN", help="env var holding the Fly.io API token"),
+        "flyctl": Key(str, "fly", help="flyctl executable"),
+    },
+    "railway": {
+        "project_id": Key(str, help="Railway project id"),
+        "service_id": Key(str, help="Railway service id"),
+        "environment_id": Key(str, help="Railway environment id"),
+        "token_env": Key(str, "RAILWAY_API_TOKEN", help="env var holding the API token"),
+        "api_url": Key(str, "https://backboard.railway.com/graphql/v2", help="GraphQL endpoint"),
+    },
+    "render": {
+        "service_id": Key(str, help="Render service id (srv-...)"),
+        "token_env": Key(str, "RENDER_API_KEY", help="env var holding the API key"),
+        "api_url": Key(str, "https://api.render.com/v1", help="REST API base"),
+    },
+    "aws": {
+        "cluster": Key(str, help="ECS cluster name or ARN"),
+        "service": Key(str, help="ECS service name"),
+        "region": Key(str, help="AWS region"),
+        "profile_env": Key(str, "AWS_PROFILE", help="env var naming the AWS profile"),
+    },
+    "gcp": {
+        "project": Key(str, help="GCP project id"),
+        "region": Key(str, help="Cloud Run region"),
+        "service": Key(str, help="Cloud Run service name"),
+        "token_env": Key(str, "GCP_ACCESS_TOKEN", help="env var holding an OAuth access token"),
+        "api_url": Key(str, "https://run.googleapis.com", help="Cloud Run Admin API base"),
+    },
+    "azure": {
+        "subscription_id": Key(str, help="Azure subscription id"),
+        "resource_group": Key(str, help="resource group of the App Service"),
+        "app_name": Key(str, help="App Service name"),
+        "slot": Key(str, "staging", help="deployment slot swapped with production"),
+        "token_env": Key(str, "AZURE_ACCESS_TOKEN", help="env var holding an ARM access token"),
+        "api_url": Key(str, "https://management.azure.com", help="ARM endpoint"),
+    },
+    "command": {
+        "rollback_command": Key(str, help="command run to roll back; release ids in its env"),
+        "releases_command": Key(str, "", help="command printing releases as JSON"),
+    },
+}
+
+#: Sections every target may carry, with their keys. Suites add theirs here.
+SECTIONS: dict[str, dict[str, Key]] = {
+    "thresholds": {
+        "response_time_ms": Key((int, float), 2000.0, help="p95 response time limit"),
+        "error_rate": Key((int, float), 0.001, help="largest acceptable error ratio"),
+        "health_pass_rate": Key((int, float), 1.0, help="share of health probes that must pass"),
+    },
+    "rollback": {
+        "allowed": Key(bool, True, help="false: never roll this target back"),
+        "cooldown_s": Key((int, float), 3600.0, help="no second rollback within this window"),
+        "wait_timeout_s": Key((int, float), 300.0, help="how long to wait for the old release"),
+        "poll_interval_s": Key((int, float), 1.0, help="how often to ask the platform"),
+    },
+}
+
+
+class Section(Mapping[str, Any]):
+    """A read-only configuration section with attribute access (``target.thresholds.x``)."""
+
+    def __init__(self, name: str, values: Mapping[str, Any]) -> None:
+        self._name = name
+        self._values = dict(values)
+
+    def __getattr__(self, key: str) -> Any:
+        try:
+            return self._values[key]
+        except KeyError:
+            raise AttributeError(f"section [{self._name}] has no key {key!r}") from None
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"Section({self._name!r}, {self._values!r})"
+
+
+@dataclass(frozen=True)
+class Target:
+    """One deployment to validate."""
+
+    name: str
+    platform: str
+    url: str
+    timeout_s: float = 10.0
+    connect_timeout_s: float = 3.0
+    description: str = ""
+    ca_file: str = ""
+    http_url: str = ""
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    sections: Mapping[str, Section] = field(default_factory=dict)
+    source: str = DEFAULT_TARGETS_FILE
+
+    def __getattr__(self, name: str) -> Section:
+        # Sections read as attributes: target.thresholds, target.rollback, ...
+        sections = object.__getattribute__(self, "sections")
+        if name in sections:
+            return sections[name]
+        raise AttributeError(f"target {self.name!r} has no attribute {name!r}")
+
+    def setting(self, key: str) -> Any:
+        """A platform identifier, e.g. ``target.setting("app")`` for Fly.io."""
+        return self.settings[key]
+
+    def secret(self, key: str = "token_env") -> str | None:
+        """The secret held by the environment variable that ``key`` names, if set."""
+        env_name = self.settings.get(key)
+        return os.environ.get(env_name) if env_name else None
+
+    def with_url(self, url: str) -> Target:
+        _check_url(url, self.source, f"targets.{self.name}.url")
+        return _replace(self, url=url.rstrip("/"))
+
+
+def _replace(target: Target, **changes: Any) -> Target:
+    from dataclasses import replace
+
+    return replace(target, **changes)
+
+
+def _type_name(t: type | tuple[type, ...]) -> str:
+    types = t if isinstance(t, tuple) else (t,)
+    return " or ".join({int: "number", float: "number"}.get(x, x.__name__) for x in types)
+
+
+def _check_type(value: Any, key: Key, source: str, where: str) -> Any:
+    types = key.type if isinstance(key.type, tuple) else (key.type,)
+    if isinstance(value, bool) and bool not in types:
+        raise ConfigError(f"{source}: {where} must be a {_type_name(key.type)}, got {value!r}")
+    if not isinstance(value, types):
+        raise ConfigError(f"{source}: {where} must be a {_type_name(key.type)}, got {value!r}")
+    return float(value) if float in types and isinstance(value, int) else value
+
+
+def _check_url(url: str, source: str, where: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"{source}: {where} = {url!r} is not a valid URL; "
+            "write it as https://host[:port] (or http:// for a plain-HTTP target)"
+        )
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        raise ConfigError(f"{source}: {where} = {url!r} has an invalid port") from None
+
+
+def _parse_env(raw: str, key: Key, where: str) -> Any:
+    types = key.type if isinstance(key.type, tuple) else (key.type,)
+    if bool in types:
+        lowered = raw.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"environment: {where} must be true or false, got {raw!r}")
+    if float in types or int in types:
+        try:
+            return float(raw)
+        except ValueError:
+            raise ConfigError(f"environment: {where} must be a number, got {raw!r}") from None
+    return raw
+
+
+def _unknown(
+    source: str, where: str, key: str, valid: Mapping[str, Any] | list[str]
+) -> ConfigError:
+    return ConfigError(
+        f"{source}: unknown key {key!r} in {where}; valid keys: {', '.join(sorted(valid))}"
+    )
+
+
+def _overrides(name: str, environ: Mapping[str, str]) -> dict[str, str]:
+    prefix = f"{ENV_PREFIX}{name.upper().replace('-', '_')}_"
+    return {k[len(prefix) :].lower(): v for k, v in environ.items() if k.startswith(prefix)}
+
+
+def _build_target(
+    name: str,
+    raw: Mapping[str, Any],
+    defaults: Mapping[str, Any],
+    source: str,
+    environ: Mapping[str, str],
+) -> Target:
+    where = f"[targets.{name}]"
+    platform = raw.get("platform", defaults.get("platform"))
+    if platform is None:
+        raise ConfigError(
+            f"{source}: {where} is missing the required key 'platform'; "
+            f"valid platforms: {', '.join(PLATFORM_KEYS)}"
+        )
+    if platform not in PLATFORM_KEYS:
+        raise ConfigError(
+            f"{source}: {where} platform = {platform!r} is unknown; "
+            f"valid platforms: {', '.join(PLATFORM_KEYS)}"
+        )
+    top_keys = {**TARGET_KEYS, **PLATFORM_KEYS[platform]}
+    merged: dict[str, Any] = {}
+    for layer, layer_where in ((defaults, "[defaults]"), (raw, where)):
+        for key, value in layer.items():
+            if key in SECTIONS:
+                if not isinstance(value, Mapping):
+                    raise ConfigError(f"{source}: {layer_where} {key} must be a table")
+                merged.setdefault(key, {}).update(value)
+            elif key in top_keys:
+                merged[key] = value
+            else:
+                raise _unknown(source, layer_where, key, [*top_keys, *SECTIONS])
+
+    env = _overrides(name, environ)
+    for env_key, raw_value in sorted(env.items()):
+        env_where = f"{ENV_PREFIX}{name.upper()}_{env_key.upper()}"
+        section = next((s for s in SECTIONS if env_key.startswith(s + "_")), None)
+        if env_key in top_keys:
+            merged[env_key] = _parse_env(raw_value, top_keys[env_key], env_where)
+        elif section is not None and env_key[len(section) + 1 :] in SECTIONS[section]:
+            sub = env_key[len(section) + 1 :]
+            value = _parse_env(raw_value, SECTIONS[section][sub], env_where)
+            merged.setdefault(section, {})[sub] = value
+        else:
+            raise ConfigError(
+                f"environment: {env_where} does not name a setting of target {name!r}; "
+                f"valid keys: {', '.join(sorted(top_keys))} or SECTION_KEY for sections "
+                f"{', '.join(SECTIONS)}"
+            )
+
+    values: dict[str, Any] = {}
+    for key, spec in top_keys.items():
+        if key not in merged:
+            if spec.required:
+                raise ConfigError(
+                    f"{source}: {where} is missing the required key {key!r} "
+                    f"({spec.help}) for platform {platform!r}"
+                )
+            values[key] = spec.default
+        else:
+            values[key] = _check_type(merged[key], spec, source, f"{where} {key}")
+
+    sections: dict[str, Section] = {}
+    for section, keys in SECTIONS.items():
+        given = merged.get(section, {})
+        for key in given:
+            if key not in keys:
+                raise _unknown(source, f"[targets.{name}.{section}]", key, keys)
+        section_values = {}
+        for key, spec in keys.items():
+            if key in given:
+                section_values[key] = _check_type(
+                    given[key], spec, source, f"[targets.{name}.{section}] {key}"
+                )
+            elif spec.required:
+                raise ConfigError(
+                    f"{source}: [targets.{name}.{section}] is missing the required key {key!r}"
+                )
+            else:
+                section_values[key] = spec.default
+        sections[section] = Section(section, section_values)
+
+    url = values.pop("url")
+    _check_url(url, source, f"{where} url")
+    if values["http_url"]:
+        _check_url(values["http_url"], source, f"{where} http_url")
+    common = {k: values.pop(k) for k in list(values) if k in TARGET_KEYS}
+    common.pop("platform")
+    return Target(
+        name=name,
+        platform=platform,
+        url=url.rstrip("/"),
+        settings=values,
+        sections=sections,
+        source=source,
+        **common,
+    )
+
+
+@dataclass(frozen=True)
+class TargetsFile:
+    """Every target of one targets.toml, in file order."""
+
+    path: Path
+    targets: dict[str, Target]
+
+    def select(self, spec: str) -> list[Target]:
+        """Targets named by ``--target``: ``NAME``, ``NAME,NAME`` or ``all``."""
+        names = [n.strip() for n in spec.split(",") if n.strip()]
+        if not names:
+            raise ConfigError(f"--target is empty; valid targets: {self.choices()}")
+        if names == [ALL_TARGETS]:
+            return list(self.targets.values())
+        unknown = [n for n in names if n not in self.targets]
+        if unknown:
+            raise ConfigError(
+                f"unknown target {unknown[0]!r} (from --target {spec}); "
+                f"valid targets in {self.path}: {self.choices()}"
+            )
+        return [self.targets[n] for n in dict.fromkeys(names)]
+
+    def choices(self) -> str:
+        return ", ".join([*self.targets, ALL_TARGETS])
+
+
+def load_targets(
+    path: str | os.PathLike[str], environ: Mapping[str, str] | None = None
+) -> TargetsFile:
+    """Read and validate ``path``; raises :class:`ConfigError` on any problem."""
+    environ = os.environ if environ is None else environ
+    file = Path(path)
+    source = str(file)
+    try:
+        data = tomllib.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{source}: file not found; create it (see the README) or pass --targets-file"
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{source}: not UTF-8 text") from None
+
+    for key in data:
+        if key not in ("defaults", "targets"):
+            raise _unknown(source, "the top level", key, ["defaults", "targets"])
+    defaults = data.get("defaults", {})
+    raw_targets = data.get("targets")
+    if not isinstance(raw_targets, Mapping) or not raw_targets:
+        raise ConfigError(f"{source}: no [targets.NAME] tables; define at least one target")
+    targets: dict[str, Target] = {}
+    for name, raw in raw_targets.items():
+        if name == ALL_TARGETS:
+            raise ConfigError(f"{source}: 'all' is reserved and cannot name a target")
+        if not isinstance(raw, Mapping):
+            raise ConfigError(f"{source}: targets.{name} must be a table ([targets.{name}])")
+        targets[name] = _build_target(name, raw, defaults, source, environ)
+    return TargetsFile(file, targets)

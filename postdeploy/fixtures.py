@@ -1,0 +1,160 @@
+"""The nouns tests use: ``target`` -> ``api`` -> ``user``, plus ``new_user`` and ``run_id``.
+
+``target`` is session-scoped and parametrized by the plugin (one value per selected target).
+It checks once that the target answers; when it does not, every test that uses it fails at
+once with the same message instead of waiting out a timeout each.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from typing import TYPE_CHECKING
+
+import httpx
+import pytest
+
+from postdeploy.contract import PATHS
+from postdeploy.gate import TargetUnreachable
+from postdeploy.http import Recorder, new_client
+from postdeploy.users import SyntheticUser, UserFactory
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from postdeploy.config import Target
+    from postdeploy.plugin import RunSettings
+
+RECORDER_KEY = pytest.StashKey[Recorder]()
+#: Connect timeout of the one reachability probe per target and run.
+PROBE_CONNECT_TIMEOUT_S = 5.0
+
+
+def _settings(config: pytest.Config) -> RunSettings:
+    from postdeploy.plugin import SETTINGS_KEY
+
+    return config.stash[SETTINGS_KEY]
+
+
+# -- the local platform --------------------------------------------------------------------
+
+
+def prepare_local(target: Target, settings: RunSettings) -> Target:
+    """Deploy the reference app if nothing serves locally; trust the local CA for it."""
+    from postdeploy.local.platform import DEFAULT_VERSION, LocalPlatform
+
+    platform = LocalPlatform(target.url)
+    platform.ensure_deployed(settings.expect_version or DEFAULT_VERSION, settings.run_id)
+    if target.ca_file:
+        return target
+    return dataclasses.replace(target, ca_file=str(platform.ca_file))
+
+
+def finish_local(target: Target, settings: RunSettings) -> None:
+    """Stop the local deployment if this run started it."""
+    from postdeploy.local.platform import LocalPlatform, LocalPlatformError
+
+    with contextlib.suppress(LocalPlatformError):
+        LocalPlatform(target.url).stop_if_started_by(settings.run_id)
+
+
+# -- fixtures ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def run_id(pytestconfig: pytest.Config) -> str:
+    """Identifier of this run; synthetic data carries it."""
+    return _settings(pytestconfig).run_id
+
+
+def _probe(target: Target) -> str:
+    """The version the target reports; raises TargetUnreachable if it does not answer."""
+    try:
+        with new_client(
+            target, timeout=httpx.Timeout(target.timeout_s, connect=PROBE_CONNECT_TIMEOUT_S)
+        ) as client:
+            response = client.get(PATHS.health)
+    except httpx.TransportError as exc:
+        raise TargetUnreachable(
+            f"target {target.name!r} is unreachable at {target.url}: "
+            f"{type(exc).__name__}: {exc or 'no answer'}. Check the URL ({target.source} or "
+            f"POSTDEPLOY_{target.name.upper()}_URL) and that the deployment is up"
+        ) from None
+    try:
+        return str(response.json().get("version", ""))
+    except ValueError:
+        return ""
+
+
+@pytest.fixture(scope="session")
+def target(request: pytest.FixtureRequest) -> Target:
+    """The deployment under validation (parametrized: one per selected target)."""
+    settings = _settings(request.config)
+    selected: Target = settings.targets[request.param]
+    if selected.platform == "local":
+        try:
+            selected = prepare_local(selected, settings)
+        except Exception as exc:
+            raise TargetUnreachable(f"target {selected.name!r}: {exc}") from None
+    settings.serving_versions[selected.name] = _probe(selected)
+    return selected
+
+
+@pytest.fixture(scope="session")
+def expected_version(request: pytest.FixtureRequest, target: Target) -> str | None:
+    """The release that should serve: ``--expect-version``, else what the platform deployed."""
+    settings = _settings(request.config)
+    if settings.expect_version:
+        return settings.expect_version
+    if target.platform == "local":
+        from postdeploy.local.platform import LocalPlatform
+
+        current = LocalPlatform(target.url).current()
+        return current.version if current else None
+    return None
+
+
+@pytest.fixture
+def recorder(request: pytest.FixtureRequest) -> Recorder:
+    """Records this test's HTTP exchanges (redacted) for the report."""
+    recording = Recorder()
+    request.node.stash[RECORDER_KEY] = recording
+    return recording
+
+
+@pytest.fixture
+def api(target: Target, recorder: Recorder) -> Iterator[httpx.Client]:
+    """An HTTP client for the target: its base URL, CA, timeouts; every exchange recorded."""
+    with new_client(target, recorder) as client:
+        yield client
+
+
+@pytest.fixture
+def new_user(target: Target, recorder: Recorder, run_id: str) -> Iterator[UserFactory]:
+    """Factory of synthetic users; all of them are deleted after the test, pass or fail."""
+    with new_client(target, recorder) as client:
+        factory = UserFactory(client, run_id)
+        yield factory
+        factory.cleanup()
+
+
+@pytest.fixture
+def user(new_user: UserFactory) -> SyntheticUser:
+    """A registered, logged-in synthetic user (bearer token in ``user.auth``)."""
+    return new_user()
+
+
+def attach_exchanges(item: pytest.Item) -> None:
+    """Attach the test's recorded HTTP exchanges to the Allure report (already redacted)."""
+    recording = item.stash.get(RECORDER_KEY, None)
+    if recording is None or not recording.exchanges:
+        return
+    try:
+        import allure
+    except ImportError:  # pragma: no cover - allure-pytest is a dependency
+        return
+    allure.attach(
+        recording.render(),
+        name="HTTP exchanges (credentials redacted)",
+        attachment_type=allure.attachment_type.TEXT,
+    )

@@ -1,0 +1,153 @@
+"""The gate: a verdict per target from the outcomes of its tests.
+
+* A test that failed an assertion, or found the target unreachable, **failed**: the product is
+  wrong. A gating test that failed fails the gate.
+* A test that raised anything else is **broken**: the harness, not the product, went wrong.
+  A broken gating test makes the gate **inconclusive**; it never triggers a rollback.
+* A gate with no gating test executed is **inconclusive**, never passed.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+if TYPE_CHECKING:
+    import pytest
+
+#: Keys under which a test report carries postdeploy facts (``report.user_properties``).
+PROP_TARGET = "postdeploy_target"
+PROP_GATING = "postdeploy_gating"
+PROP_KIND = "postdeploy_kind"
+PROP_CATEGORY = "postdeploy_category"
+PROP_VERSION = "postdeploy_serving_version"
+#: Longest failure message kept in the verdict.
+MAX_MESSAGE = 2000
+
+
+class TargetUnreachable(Exception):
+    """The target did not answer at all; a product failure, reported once and fast."""
+
+
+class Outcome(StrEnum):
+    PASSED = "passed"
+    FAILED = "failed"
+    BROKEN = "broken"
+    SKIPPED = "skipped"
+
+
+class Gate(StrEnum):
+    PASSED = "passed"
+    FAILED = "failed"
+    INCONCLUSIVE = "inconclusive"
+
+
+#: Exceptions that mean "the target is wrong" rather than "the harness is wrong".
+PRODUCT_FAILURES: tuple[type[BaseException], ...] = (
+    AssertionError,
+    TargetUnreachable,
+    httpx.TransportError,
+)
+
+
+def classify(excinfo: pytest.ExceptionInfo[BaseException]) -> Outcome:
+    """failed for assertion-like and transport failures, broken for anything else."""
+    import pytest
+
+    if excinfo.errisinstance(PRODUCT_FAILURES) or excinfo.errisinstance(pytest.fail.Exception):
+        return Outcome.FAILED
+    if excinfo.errisinstance(pytest.skip.Exception):
+        return Outcome.SKIPPED
+    return Outcome.BROKEN
+
+
+@dataclass
+class Failure:
+    test: str
+    kind: Outcome
+    gating: bool
+    phase: str
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "test": self.test,
+            "kind": str(self.kind),
+            "gating": self.gating,
+            "phase": self.phase,
+            "message": self.message,
+        }
+
+
+@dataclass
+class TargetResults:
+    """Everything the gate needs to know about one target's tests."""
+
+    name: str
+    outcomes: dict[str, Outcome] = field(default_factory=dict)
+    gating: set[str] = field(default_factory=set)
+    categories: dict[str, str] = field(default_factory=dict)
+    failures: list[Failure] = field(default_factory=list)
+    gating_selected: int = 0
+
+    def record(
+        self,
+        nodeid: str,
+        outcome: Outcome,
+        *,
+        gating: bool,
+        category: str = "",
+        phase: str = "call",
+        message: str = "",
+    ) -> None:
+        """Merge one phase's outcome: failed beats broken beats skipped beats passed."""
+        rank = [Outcome.PASSED, Outcome.SKIPPED, Outcome.BROKEN, Outcome.FAILED]
+        previous = self.outcomes.get(nodeid)
+        if previous is None or rank.index(outcome) > rank.index(previous):
+            self.outcomes[nodeid] = outcome
+        if gating:
+            self.gating.add(nodeid)
+        if category:
+            self.categories[nodeid] = category
+        if outcome in (Outcome.FAILED, Outcome.BROKEN):
+            self.failures.append(Failure(nodeid, outcome, gating, phase, message[:MAX_MESSAGE]))
+
+    def counts(self, only_gating: bool = False) -> dict[str, int]:
+        counter = Counter(
+            str(o) for n, o in self.outcomes.items() if not only_gating or n in self.gating
+        )
+        return {str(o): counter.get(str(o), 0) for o in Outcome}
+
+    def by_category(self) -> dict[str, dict[str, int]]:
+        table: dict[str, Counter[str]] = {}
+        for nodeid, outcome in self.outcomes.items():
+            table.setdefault(self.categories.get(nodeid, "other"), Counter())[str(outcome)] += 1
+        return {c: {str(o): n.get(str(o), 0) for o in Outcome} for c, n in sorted(table.items())}
+
+    @property
+    def gate_failed(self) -> bool:
+        return any(f.gating and f.kind is Outcome.FAILED for f in self.failures)
+
+    def verdict(self) -> tuple[Gate, str]:
+        """The gate and one sentence saying why."""
+        gating = self.counts(only_gating=True)
+        if self.gate_failed:
+            names = sorted({f.test for f in self.failures if f.gating and f.kind is Outcome.FAILED})
+            return Gate.FAILED, f"{len(names)} gating check(s) failed: {', '.join(names[:5])}"
+        if gating["broken"]:
+            return Gate.INCONCLUSIVE, (
+                f"{gating['broken']} gating check(s) broke inside the harness; "
+                "the target was not judged"
+            )
+        if not gating["passed"]:
+            why = (
+                "no gating check was selected"
+                if not self.gating_selected and not self.gating
+                else "no gating check was executed (all skipped or deselected)"
+            )
+            return Gate.INCONCLUSIVE, why
+        return Gate.PASSED, f"{gating['passed']} gating check(s) passed"

@@ -1,0 +1,310 @@
+"""pytest hooks: options, markers, parametrize-by-target, wiring. The work lives elsewhere.
+
+* ``postdeploy.config`` reads the targets, ``postdeploy.fixtures`` gives tests their nouns
+  (``target``, ``api``, ``user``), ``postdeploy.run`` keeps the gate and rollback state of a
+  run in the controller process only.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from postdeploy.config import DEFAULT_TARGETS_FILE, ConfigError, Target, load_targets
+from postdeploy.gate import (
+    PROP_CATEGORY,
+    PROP_GATING,
+    PROP_KIND,
+    PROP_TARGET,
+    PROP_VERSION,
+    Outcome,
+    classify,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Generator
+
+    from _pytest.reports import TestReport
+
+pytest_plugins = ["postdeploy.fixtures"]
+
+DEFAULT_TARGET = "local"
+TARGET_ENV = "POSTDEPLOY_TARGET"
+DEFAULT_REPORTS_DIR = "reports"
+ROLLBACK_MODES = ("off", "dry-run", "auto")
+
+#: suites/<folder>/ -> the category marker its tests get.
+CATEGORY_FOLDERS = {
+    "functional": "functional",
+    "performance": "performance",
+    "security": "security",
+    "monitoring": "monitoring",
+    "journeys": "journey",
+}
+
+MARKERS = {
+    "gating": "gating: a failure blocks promotion and may trigger a rollback",
+    "functional": "functional: the application does what its contract says",
+    "performance": "performance: response times, load, web vitals",
+    "security": "security: TLS, headers, authentication, input handling",
+    "monitoring": "monitoring: health, metrics, alerts, logs, error tracking",
+    "journey": "journey: a complete user flow in a real browser",
+    "load": "load: generates load against the target (bounded in users and time)",
+    "slow": "slow: takes more than a few seconds",
+}
+
+
+@dataclass
+class RunSettings:
+    """What every process of a run (controller and xdist workers) knows about it."""
+
+    run_id: str
+    targets: dict[str, Target]
+    targets_file: Path
+    rollback: str
+    expect_version: str | None
+    reports_dir: Path
+    rootdir: Path
+    load_error: str | None = None
+    serving_versions: dict[str, str] = field(default_factory=dict)
+
+    def marker_file(self, target: str) -> Path:
+        """Exists once ``target`` was rolled back in this run (seen by every worker)."""
+        return self.reports_dir / ".runs" / self.run_id / f"rolled-back-{target}"
+
+
+SETTINGS_KEY = pytest.StashKey[RunSettings]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("postdeploy", "post-deployment validation (postdeploy)")
+    group.addoption(
+        "--target",
+        dest="postdeploy_target",
+        default=None,
+        metavar="NAME[,NAME...]|all",
+        help=f"Deployments to validate, from targets.toml (default: ${TARGET_ENV} or local)",
+    )
+    group.addoption(
+        "--targets-file",
+        dest="postdeploy_targets_file",
+        default=None,
+        metavar="PATH",
+        help=f"Targets file (default: {DEFAULT_TARGETS_FILE} in the rootdir)",
+    )
+    group.addoption(
+        "--base-url",
+        dest="postdeploy_base_url",
+        default=None,
+        metavar="URL",
+        help="Validate this URL instead of the target's configured one (one target only)",
+    )
+    group.addoption(
+        "--rollback",
+        dest="postdeploy_rollback",
+        default="off",
+        choices=ROLLBACK_MODES,
+        help="When a gate fails: off, dry-run (decide and record only) or auto (default: off)",
+    )
+    group.addoption(
+        "--expect-version",
+        dest="postdeploy_expect_version",
+        default=None,
+        metavar="VERSION",
+        help="The release that should now be serving",
+    )
+    group.addoption(
+        "--reports-dir",
+        dest="postdeploy_reports_dir",
+        default=None,
+        metavar="DIR",
+        help=f"Where verdict.json, junit.xml, allure-results go (default: {DEFAULT_REPORTS_DIR})",
+    )
+    group.addoption(
+        "--run-id",
+        dest="postdeploy_run_id",
+        default=None,
+        help="Identifier of this run (default: generated); tags synthetic data",
+    )
+
+
+def _new_run_id() -> str:
+    return time.strftime("%Y%m%d%H%M%S", time.gmtime()) + secrets.token_hex(2)
+
+
+def _load_settings(config: pytest.Config) -> RunSettings:
+    option = config.option
+    rootdir = Path(config.rootpath)
+    explicit = option.postdeploy_targets_file or option.postdeploy_target
+    targets_file = Path(option.postdeploy_targets_file or rootdir / DEFAULT_TARGETS_FILE)
+    workerinput = getattr(config, "workerinput", None)
+    run_id = (
+        workerinput["postdeploy_run_id"]
+        if workerinput
+        else option.postdeploy_run_id or _new_run_id()
+    )
+    reports_dir = Path(option.postdeploy_reports_dir or rootdir / DEFAULT_REPORTS_DIR)
+    settings = RunSettings(
+        run_id=run_id,
+        targets={},
+        targets_file=targets_file,
+        rollback=option.postdeploy_rollback,
+        expect_version=option.postdeploy_expect_version,
+        reports_dir=reports_dir,
+        rootdir=rootdir,
+    )
+    if not targets_file.exists() and not explicit:
+        # Not a validation run (e.g. another project's tests): stay out of the way until a
+        # test asks for a target.
+        settings.load_error = (
+            f"{targets_file}: file not found; create it (see the README) or pass --targets-file"
+        )
+        return settings
+    spec = option.postdeploy_target or os.environ.get(TARGET_ENV) or DEFAULT_TARGET
+    try:
+        selected = load_targets(targets_file).select(spec)
+        if option.postdeploy_base_url:
+            if len(selected) > 1:
+                raise ConfigError(
+                    f"--base-url applies to one target, but --target {spec} selects "
+                    f"{len(selected)}; pass a single target with --base-url"
+                )
+            selected = [selected[0].with_url(option.postdeploy_base_url)]
+    except ConfigError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    settings.targets = {t.name: t for t in selected}
+    return settings
+
+
+def _check_rollback(settings: RunSettings) -> None:
+    """--rollback needs a working driver for every target: say so before any test runs."""
+    if settings.rollback == "off":
+        return
+    from postdeploy.rollback import DriverUnavailable, driver_for
+
+    for target in settings.targets.values():
+        try:
+            driver_for(target).preflight()
+        except DriverUnavailable as exc:
+            raise pytest.UsageError(
+                f"--rollback {settings.rollback} cannot work: {exc}. "
+                "Fix the target's rollback settings or run with --rollback off"
+            ) from None
+
+
+def _runs_suites(config: pytest.Config) -> bool:
+    """True when the run collects from a ``suites/`` folder (a validation run)."""
+    for arg in config.args:
+        path = Path(arg.split("::")[0])
+        path = path if path.is_absolute() else Path(config.invocation_params.dir) / path
+        if "suites" in path.resolve().parts:
+            return True
+    return False
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    for line in MARKERS.values():
+        config.addinivalue_line("markers", line)
+    settings = _load_settings(config)
+    config.stash[SETTINGS_KEY] = settings
+    if settings.load_error or not _runs_suites(config):
+        return
+    # A validation run leaves its reports in the reports dir unless told otherwise.
+    if getattr(config.option, "allure_report_dir", "unset") is None:
+        config.option.allure_report_dir = str(settings.reports_dir / "allure-results")
+    if getattr(config.option, "xmlpath", "unset") is None and not hasattr(config, "workerinput"):
+        config.option.xmlpath = str(settings.reports_dir / "junit.xml")
+    if hasattr(config, "workerinput"):
+        return
+    _check_rollback(settings)
+    from postdeploy.run import ValidationRun
+
+    config.pluginmanager.register(ValidationRun(config, settings), "postdeploy-run")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: object) -> None:
+    """xdist: workers share the controller's run id."""
+    settings = node.config.stash[SETTINGS_KEY]  # type: ignore[attr-defined]
+    node.workerinput["postdeploy_run_id"] = settings.run_id  # type: ignore[attr-defined]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "target" not in metafunc.fixturenames:
+        return
+    settings = metafunc.config.stash[SETTINGS_KEY]
+    if settings.load_error:
+        raise pytest.UsageError(settings.load_error)
+    names = list(settings.targets)
+    metafunc.parametrize("target", names, indirect=True, ids=names, scope="session")
+
+
+def _category(item: pytest.Item) -> str | None:
+    parts = item.path.parts
+    for index, part in enumerate(parts[:-1]):
+        if part == "suites" and parts[index + 1] in CATEGORY_FOLDERS:
+            return CATEGORY_FOLDERS[parts[index + 1]]
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        category = _category(item)
+        if category:
+            item.add_marker(category)
+    # Gating checks first: a failing gate is found, and rolled back, as early as possible.
+    items.sort(key=lambda item: item.get_closest_marker("gating") is None)
+
+
+def _target_name(item: pytest.Item) -> str | None:
+    callspec = getattr(item, "callspec", None)
+    return callspec.params.get("target") if callspec else None
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    name = _target_name(item)
+    if name is None:
+        return
+    settings = item.config.stash[SETTINGS_KEY]
+    if settings.marker_file(name).exists():
+        pytest.skip(
+            f"target {name} was rolled back after a gating failure in this run; "
+            "its remaining checks were not run against the rolled-back release"
+        )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, TestReport, TestReport]:
+    report = yield
+    name = _target_name(item)
+    if name is None:
+        return report
+    kind = Outcome.PASSED
+    if report.skipped:
+        kind = Outcome.SKIPPED
+    elif report.failed:
+        kind = classify(call.excinfo) if call.excinfo else Outcome.FAILED
+    settings = item.config.stash[SETTINGS_KEY]
+    # A new list: the report shares item.user_properties, which outlives this phase.
+    report.user_properties = [
+        *report.user_properties,
+        (PROP_TARGET, name),
+        (PROP_GATING, item.get_closest_marker("gating") is not None),
+        (PROP_CATEGORY, _category(item) or ""),
+        (PROP_KIND, str(kind)),
+        (PROP_VERSION, settings.serving_versions.get(name, "")),
+    ]
+    if report.failed:
+        from postdeploy.fixtures import attach_exchanges
+
+        attach_exchanges(item)
+    return report

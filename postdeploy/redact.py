@@ -1,0 +1,128 @@
+"""The one place where secrets are removed from anything postdeploy records.
+
+Every HTTP exchange attached to a report, every audit line and every message that may carry
+data from a target passes through here. Redaction keeps the *shape* (a header is still there,
+a JSON field still has a value) so a reader can see what was sent without seeing the secret.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+REDACTED = "[REDACTED]"
+
+#: Header names whose values are always secret (compared lower-case).
+SECRET_HEADERS = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "set-cookie",
+        "x-csrf-token",
+        "x-api-key",
+        "x-postdeploy-token",
+        "fly-api-token",
+    }
+)
+
+#: JSON keys / query parameters / form fields whose values are secret (substring match).
+SECRET_KEY_PARTS = (
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "api_key",
+    "apikey",
+    "authorization",
+    "cookie",
+    "csrf",
+    "routing_key",
+    "session",
+    "dsn",
+    "private_key",
+)
+
+#: Free-text patterns that look like credentials wherever they appear.
+SECRET_PATTERNS = (
+    re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"),
+    re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"),  # JWT
+    re.compile(r"(?i)\b(la_session|session|token|csrf_token)=([^;,\s&]+)"),
+    re.compile(r"\bAKIA[0-9A-Z]{16}\b"),
+    re.compile(r"\bxox[abprs]-[A-Za-z0-9-]{10,}"),
+    re.compile(r"\bFlyV1 [A-Za-z0-9_=+/,-]{8,}"),
+    re.compile(r"\b(fo1|fm2)_[A-Za-z0-9_-]{8,}"),
+    re.compile(r"\brnd_[A-Za-z0-9]{8,}"),
+)
+
+
+def is_secret_key(key: str) -> bool:
+    lowered = key.lower().replace("-", "_")
+    return any(part in lowered for part in SECRET_KEY_PARTS)
+
+
+def redact_text(text: str, extra_secrets: Iterable[str] = ()) -> str:
+    """Remove credential-looking substrings and any of ``extra_secrets`` from free text."""
+    for secret in extra_secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, REDACTED)
+    for pattern in SECRET_PATTERNS:
+        if pattern.groups >= 2:
+            text = pattern.sub(lambda m: f"{m.group(1)}={REDACTED}", text)
+        elif pattern.groups == 1:
+            text = pattern.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
+        else:
+            text = pattern.sub(REDACTED, text)
+    return text
+
+
+def redact_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    return [
+        (name, REDACTED if name.lower() in SECRET_HEADERS else redact_text(value))
+        for name, value in headers
+    ]
+
+
+def redact_data(data: Any) -> Any:
+    """Redact a decoded JSON value: secret keys lose their values, strings are scrubbed."""
+    if isinstance(data, Mapping):
+        return {
+            k: (REDACTED if is_secret_key(str(k)) and v not in (None, "") else redact_data(v))
+            for k, v in data.items()
+        }
+    if isinstance(data, list):
+        return [redact_data(v) for v in data]
+    if isinstance(data, str):
+        return redact_text(data)
+    return data
+
+
+def redact_body(body: str, content_type: str = "") -> str:
+    """Redact a request or response body, structurally when it is JSON or a form."""
+    if not body:
+        return body
+    if "json" in content_type or body.lstrip().startswith(("{", "[")):
+        try:
+            return json.dumps(redact_data(json.loads(body)), indent=2, ensure_ascii=False)
+        except ValueError:
+            pass
+    if "x-www-form-urlencoded" in content_type:
+        pairs = parse_qsl(body, keep_blank_values=True)
+        return urlencode([(k, REDACTED if is_secret_key(k) else v) for k, v in pairs])
+    return redact_text(body)
+
+
+def redact_url(url: str) -> str:
+    """Redact secret query parameters and userinfo in a URL."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = f"{REDACTED}@{netloc.rsplit('@', 1)[1]}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode([(k, REDACTED if is_secret_key(k) else v) for k, v in pairs])
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))

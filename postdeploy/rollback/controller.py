@@ -1,0 +1,296 @@
+"""The rollback controller: decides, rolls back once, waits, verifies, and writes it down.
+
+It runs only in the controller process (never on an xdist worker). It is called as soon as a
+target's gate fails; from there it
+
+1. picks the release to go back to (the newest earlier release the platform can roll back to),
+2. in ``dry-run`` mode records the exact calls it would make and stops,
+3. in ``auto`` mode asks the driver to roll back, waits until the platform reports that
+   release serving, and re-runs the gating health checks against it,
+4. records every step in the verdict and in the append-only audit log.
+
+A failure anywhere is a failed rollback with a reason, never an exception out of here: the
+run must still write its reports.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from postdeploy.redact import redact_text
+from postdeploy.rollback import driver_for
+from postdeploy.rollback.base import DriverError, Release, previous_good
+
+if TYPE_CHECKING:
+    from postdeploy.config import Target
+    from postdeploy.rollback.base import RollbackDriver
+
+AUDIT_FILE = "rollback-audit.jsonl"
+#: The gating checks re-run against the release a rollback put back.
+VERIFY_SUITE = Path("suites") / "monitoring" / "test_health.py"
+VERIFY_TIMEOUT_S = 120.0
+#: Output kept from the verification run, in lines.
+VERIFY_OUTPUT_LINES = 30
+
+
+class Mode(StrEnum):
+    OFF = "off"
+    DRY_RUN = "dry-run"
+    AUTO = "auto"
+
+
+class Status(StrEnum):
+    NOT_NEEDED = "not-needed"
+    DRY_RUN = "dry-run"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass
+class RollbackRecord:
+    """What happened to one target's rollback in this run; lands in verdict.json."""
+
+    mode: Mode
+    status: Status = Status.NOT_NEEDED
+    reason: str = ""
+    from_release: dict[str, Any] | None = None
+    to_release: dict[str, Any] | None = None
+    new_release: dict[str, Any] | None = None
+    calls: list[str] = field(default_factory=list)
+    detected_at: str = ""
+    started_at: str = ""
+    finished_at: str = ""
+    detection_to_call_s: float | None = None
+    duration_s: float | None = None
+    verification: dict[str, Any] | None = None
+    escalate: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "mode": str(self.mode),
+            "status": str(self.status),
+            "reason": self.reason,
+            "from_release": self.from_release,
+            "to_release": self.to_release,
+            "new_release": self.new_release,
+            "calls": self.calls,
+            "detected_at": self.detected_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "detection_to_call_s": self.detection_to_call_s,
+            "duration_s": self.duration_s,
+            "verification": self.verification,
+            "escalate": self.escalate,
+        }
+
+
+class AuditLog:
+    """Append-only JSON lines, one per rollback event; never rewritten."""
+
+    def __init__(self, path: Path, run_id: str) -> None:
+        self.path = path
+        self.run_id = run_id
+
+    def write(self, target: Target, event: str, **details: Any) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        line = json.dumps(
+            {
+                "ts": _now(),
+                "run_id": self.run_id,
+                "target": target.name,
+                "platform": target.platform,
+                "event": event,
+                **details,
+            },
+            default=str,
+        )
+        with open(self.path, "a", encoding="utf-8") as audit:
+            audit.write(redact_text(line) + "\n")
+
+
+@dataclass
+class Verifier:
+    """Re-runs the gating health checks against a target in a separate pytest process."""
+
+    rootdir: Path
+    targets_file: Path
+    reports_dir: Path
+    timeout_s: float = VERIFY_TIMEOUT_S
+
+    def __call__(self, target: Target) -> dict[str, Any]:
+        suite = self.rootdir / VERIFY_SUITE
+        if not suite.exists():
+            return {"status": "not-run", "reason": f"{suite} does not exist"}
+        out_dir = self.reports_dir / "verification" / target.name
+        command = [
+            sys.executable, "-m", "pytest", str(suite),
+            "-m", "gating", "--target", target.name,
+            "--targets-file", str(self.targets_file),
+            "--base-url", target.url,
+            "--rollback", "off", "--reports-dir", str(out_dir),
+            "-p", "no:xdist", "-p", "no:cacheprovider", "-q", "--no-header",
+            "--rootdir", str(self.rootdir),
+        ]  # fmt: skip
+        started = time.monotonic()
+        try:
+            done = subprocess.run(
+                command,
+                capture_output=True,
+                text=True,
+                timeout=self.timeout_s,
+                cwd=self.rootdir,
+                env={**os.environ, "PYTEST_ADDOPTS": ""},
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            return {
+                "status": "failed",
+                "reason": f"the health checks did not finish within {self.timeout_s:.0f} s",
+            }
+        gate = "unknown"
+        verdict_file = out_dir / "verdict.json"
+        if verdict_file.exists():
+            data = json.loads(verdict_file.read_text(encoding="utf-8"))
+            gate = data.get("targets", {}).get(target.name, {}).get("gate", "unknown")
+        tail = (done.stdout + done.stderr).strip().splitlines()[-VERIFY_OUTPUT_LINES:]
+        return {
+            "status": "passed" if gate == "passed" and done.returncode == 0 else "failed",
+            "gate": gate,
+            "exit_code": done.returncode,
+            "duration_s": round(time.monotonic() - started, 3),
+            "output_tail": [redact_text(line) for line in tail],
+        }
+
+
+class RollbackController:
+    """Rolls each target back at most once per run, as soon as its gate fails."""
+
+    def __init__(self, mode: Mode, audit: AuditLog, verifier: Verifier) -> None:
+        self.mode = mode
+        self.audit = audit
+        self.verifier = verifier
+        self.records: dict[str, RollbackRecord] = {}
+
+    def record_for(self, target: Target) -> RollbackRecord:
+        return self.records.setdefault(target.name, RollbackRecord(self.mode))
+
+    def handled(self, target: Target) -> bool:
+        return self.record_for(target).status is not Status.NOT_NEEDED
+
+    def on_gate_failed(
+        self,
+        target: Target,
+        reason: str,
+        detected: float | None = None,
+        driver: RollbackDriver | None = None,
+    ) -> RollbackRecord:
+        """Act on a failed gate: once per target per run, whatever the mode."""
+        detected = time.monotonic() if detected is None else detected
+        record = self.record_for(target)
+        if self.mode is Mode.OFF or self.handled(target):
+            return record
+        record.detected_at = _now()
+        self.audit.write(target, "gate_failed", mode=str(self.mode), reason=reason)
+        if not target.rollback.allowed:
+            return self._finish(
+                target, record, Status.SKIPPED,
+                "rollback.allowed is false for this target; roll back by hand", escalate=True,
+            )  # fmt: skip
+        try:
+            driver = driver or driver_for(target)
+            current = driver.current()
+            to = previous_good(driver.releases(), current)
+            record.from_release = current.to_dict()
+            if to is None:
+                return self._finish(
+                    target, record, Status.FAILED,
+                    f"no earlier release of {target.name} to roll back to "
+                    f"(serving {current.id} {current.ref or current.version})",
+                    escalate=True,
+                )  # fmt: skip
+            record.to_release = to.to_dict()
+            record.calls = [str(call) for call in driver.plan(to)]
+            if self.mode is Mode.DRY_RUN:
+                self.audit.write(target, "dry_run", to=to.id, calls=record.calls)
+                return self._finish(target, record, Status.DRY_RUN, "dry run: nothing was called")
+            return self._roll_back(target, record, driver, to, detected)
+        except DriverError as exc:
+            return self._finish(target, record, Status.FAILED, str(exc), escalate=True)
+        except Exception as exc:  # a driver bug must not lose the run's reports
+            return self._finish(
+                target, record, Status.FAILED,
+                f"the {target.platform} driver raised {type(exc).__name__}: {exc}",
+                escalate=True,
+            )  # fmt: skip
+
+    def _roll_back(
+        self,
+        target: Target,
+        record: RollbackRecord,
+        driver: RollbackDriver,
+        to: Release,
+        detected: float,
+    ) -> RollbackRecord:
+        record.started_at = _now()
+        record.detection_to_call_s = round(time.monotonic() - detected, 4)
+        self.audit.write(target, "rollback_started", to=to.id, calls=record.calls)
+        started = time.monotonic()
+        new = driver.rollback(to)
+        record.new_release = new.to_dict()
+        serving = driver.wait_until_serving(new, target.rollback.wait_timeout_s)
+        record.duration_s = round(time.monotonic() - started, 3)
+        if not serving:
+            return self._finish(
+                target, record, Status.FAILED,
+                f"release {new.id} was not serving within {target.rollback.wait_timeout_s:.0f} s",
+                escalate=True,
+            )  # fmt: skip
+        self.audit.write(target, "rollback_serving", release=new.id, duration_s=record.duration_s)
+        record.verification = self.verifier(target)
+        if record.verification.get("status") != "passed":
+            return self._finish(
+                target, record, Status.FAILED,
+                f"rolled back to {to.id}, but the gating health checks fail against it too",
+                escalate=True,
+            )  # fmt: skip
+        return self._finish(
+            target,
+            record,
+            Status.SUCCEEDED,
+            f"rolled back from {record.from_release and record.from_release['id']} to {to.id}; "
+            "gating health checks pass",
+        )
+
+    def _finish(
+        self,
+        target: Target,
+        record: RollbackRecord,
+        status: Status,
+        reason: str,
+        *,
+        escalate: bool = False,
+    ) -> RollbackRecord:
+        record.status = status
+        record.reason = redact_text(reason)
+        record.escalate = escalate
+        record.finished_at = _now()
+        self.audit.write(
+            target, "rollback_" + str(status).replace("-", "_"),
+            reason=record.reason, verification=(record.verification or {}).get("status"),
+            escalate=escalate,
+        )  # fmt: skip
+        return record

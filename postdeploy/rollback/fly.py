@@ -1,0 +1,245 @@
+"""Rollback driver for Fly.io, through flyctl (``settings["flyctl"]``, default ``fly``).
+
+Fly.io has no rollback command. Its releases carry the image they ran, so rolling back is
+deploying the last good image again:
+
+- releases: ``fly releases --app A --image --json`` - flyctl's Release objects (``Version``,
+  ``Status``: running / complete / failed / interrupted, ``ImageRef``, ``CreatedAt``, ...)
+- current:  ``fly status --app A --json`` - its ``Version`` is the current release
+- rollback: ``fly deploy --app A --image REF`` - flyctl waits for the machines (health checks
+  included) and creates a new release that runs REF
+- wait:     ``fly releases`` until the newest release runs REF with status ``complete``
+
+The token goes to flyctl as ``FLY_API_TOKEN`` in its environment, never on its command line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from postdeploy.rollback._http import (
+    DEFAULT_POLL_INTERVAL_S,
+    DEFAULT_WAIT_TIMEOUT_S,
+    Clock,
+    Sleep,
+    TransientDriverError,
+    rollback_setting,
+    wait_for,
+)
+from postdeploy.rollback.base import Call, DriverError, DriverUnavailable, Release
+from postdeploy.rollback.command import Finished, find_executable, run_tool
+
+if TYPE_CHECKING:
+    from postdeploy.config import Target
+
+#: The variable flyctl reads its token from.
+FLYCTL_TOKEN_VAR = "FLY_API_TOKEN"  # noqa: S105 - a variable name, not a token
+#: A flyctl query makes a few API calls, each allowed the target's timeout.
+API_CALLS_PER_QUERY = 3
+COMPLETE = "complete"
+FAILED = frozenset({"failed", "interrupted"})
+INSTALL_HINT = "install flyctl (https://fly.io/docs/flyctl/install/) or set flyctl in targets.toml"
+
+#: flyctl's error words -> what to do.
+_HINTS = (
+    (("unauthorized", "authenticat", "401", "access token"),
+     "the token in ${env} is missing, invalid or expired; put a valid Fly.io token in ${env}"),
+    (("could not find app", "not found", "404"),
+     "check app in targets.toml (`fly apps list` shows the apps this token can see)"),
+    (("rate limit", "429", "too many requests"), "Fly.io rate limited postdeploy; retry later"),
+    (("lease", "in progress", "currently held"),
+     "another deploy holds this app's machines; wait for it to finish, then roll back again"),
+)  # fmt: skip
+
+
+def _release(item: Mapping[str, Any]) -> Release:
+    version = item.get("Version")
+    status = str(item.get("Status") or "")
+    ref = str(item.get("ImageRef") or "")
+    return Release(
+        id=str(item.get("ID") or f"v{version}"),
+        version=f"v{version}",
+        ref=ref,
+        status=status,
+        created_at=str(item.get("CreatedAt") or ""),
+        can_rollback=status == COMPLETE and bool(ref),
+        extra={
+            key: value
+            for key, value in (
+                ("number", version),
+                ("stable", item.get("Stable")),
+                ("description", item.get("Description")),
+            )
+            if value not in (None, "")
+        },
+    )
+
+
+class FlyDriver:
+    platform = "fly"
+
+    def __init__(
+        self,
+        target: Target,
+        *,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = time.sleep,
+    ) -> None:
+        self.target = target
+        self.clock = clock
+        self.sleep = sleep
+        self.flyctl = str(target.settings.get("flyctl") or "fly")
+        self.app = str(target.settings.get("app", ""))
+        self.token_env = str(target.settings.get("token_env") or FLYCTL_TOKEN_VAR)
+        self.deploy_timeout_s = rollback_setting(target, "wait_timeout_s", DEFAULT_WAIT_TIMEOUT_S)
+        self.poll_interval_s = rollback_setting(target, "poll_interval_s", DEFAULT_POLL_INTERVAL_S)
+
+    def __repr__(self) -> str:
+        return f"FlyDriver(target={self.target.name!r}, app={self.app!r})"
+
+    @property
+    def query_timeout_s(self) -> float:
+        return self.target.timeout_s * API_CALLS_PER_QUERY
+
+    # -- running flyctl ---------------------------------------------------------------------
+
+    def _token(self) -> str:
+        token = self.target.secret("token_env")
+        if not token:
+            raise DriverUnavailable(
+                f"fly: target {self.target.name!r}: ${self.token_env} is not set; put a Fly.io "
+                "deploy token in it (`fly tokens create deploy --app APP`)"
+            )
+        return token
+
+    def _env(self, token: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k not in ("FLY_ACCESS_TOKEN",)}
+        env[FLYCTL_TOKEN_VAR] = token
+        env["NO_COLOR"] = "1"
+        return env
+
+    def _argv(self, *args: str) -> list[str]:
+        return [self.flyctl, *args]
+
+    def _run(self, *args: str, timeout_s: float, doing: str) -> Finished:
+        token = self._token()
+        what = f"fly: {doing} (target {self.target.name!r})"
+        done = run_tool(
+            self._argv(*args), timeout_s=timeout_s, env=self._env(token), what=what,
+            secrets=(token,),
+        )  # fmt: skip
+        if done.returncode != 0:
+            tail = done.stderr_tail((token,)) or "(no output on stderr)"
+            lowered = tail.lower()
+            hint = next(
+                (h for words, h in _HINTS if any(w in lowered for w in words)),
+                "read flyctl's message above",
+            ).replace("${env}", f"${self.token_env}")
+            error = TransientDriverError if "rate limit" in hint else DriverError
+            raise error(f"{what}: `fly {args[0]}` exited {done.returncode}: {tail}\n-> {hint}")
+        return done
+
+    def _json(self, *args: str, doing: str) -> Any:
+        done = self._run(*args, timeout_s=self.query_timeout_s, doing=doing)
+        try:
+            return json.loads(done.stdout)
+        except ValueError:
+            raise DriverError(
+                f"fly: {doing}: flyctl printed something that is not JSON; is {self.flyctl!r} "
+                "flyctl, and recent enough to know --json?"
+            ) from None
+
+    # -- the protocol -----------------------------------------------------------------------
+
+    def preflight(self) -> None:
+        if not self.app:
+            raise DriverUnavailable(f"fly: target {self.target.name!r} names no app")
+        if find_executable(self.flyctl) is None:
+            raise DriverUnavailable(
+                f"fly: target {self.target.name!r}: flyctl {self.flyctl!r} was not found; "
+                + INSTALL_HINT
+            )
+        self._token()
+
+    def releases(self) -> Sequence[Release]:
+        data = self._json(
+            "releases", "--app", self.app, "--image", "--json",
+            doing=f"listing the releases of {self.app}",
+        )  # fmt: skip
+        if not isinstance(data, list):
+            raise DriverError(f"fly: `fly releases --json` for {self.app} did not print a list")
+        items = [_release(item) for item in data if isinstance(item, Mapping)]
+        return sorted(items, key=lambda r: int(r.extra.get("number") or 0), reverse=True)
+
+    def current(self) -> Release:
+        status = self._json("status", "--app", self.app, "--json", doing=f"reading {self.app}")
+        version = status.get("Version") if isinstance(status, Mapping) else None
+        releases = self.releases()
+        for release in releases:
+            if release.extra.get("number") == version:
+                return release
+        raise DriverError(
+            f"fly: {self.app} reports current release v{version}, which `fly releases` does not "
+            "list; run `fly status` and `fly releases --image` to look"
+        )
+
+    def plan(self, to: Release) -> Sequence[Call]:
+        return [
+            Call(
+                f"{self.flyctl} deploy --app {self.app} --image {to.ref or '<no image>'} "
+                f"({FLYCTL_TOKEN_VAR} from ${self.token_env}; stopped after "
+                f"{self.deploy_timeout_s:g} s)"
+            ),
+            Call(
+                f"{self.flyctl} releases --app {self.app} --image --json every "
+                f"{self.poll_interval_s:g} s until the newest release runs that image "
+                f"with status {COMPLETE}"
+            ),
+        ]
+
+    def rollback(self, to: Release) -> Release:
+        if not to.ref:
+            raise DriverError(
+                f"fly: release {to.version or to.id} of {self.app} has no image reference; "
+                "pick a release that `fly releases --image` shows with an image"
+            )
+        self._run(
+            "deploy", "--app", self.app, "--image", to.ref, timeout_s=self.deploy_timeout_s,
+            doing=f"deploying image {to.ref} of {to.version} to {self.app} again",
+        )  # fmt: skip
+        newest = self.releases()
+        if newest and newest[0].ref == to.ref:
+            return newest[0]
+        return Release(
+            id="", version="", ref=to.ref, status="pending", extra={"rollback_of": to.id}
+        )
+
+    def wait_until_serving(self, release: Release, timeout_s: float) -> bool:
+        def serving() -> bool:
+            releases = self.releases()
+            if not releases or releases[0].ref != release.ref:
+                return False
+            newest = releases[0]
+            if newest.status in FAILED:
+                raise DriverError(
+                    f"fly: the redeploy of {release.ref} to {self.app} ended {newest.status} "
+                    f"({newest.version}); see `fly logs --app {self.app}`"
+                )
+            return newest.status == COMPLETE
+
+        return wait_for(
+            serving, timeout_s=timeout_s, interval_s=self.poll_interval_s, clock=self.clock,
+            sleep=self.sleep,
+        )  # fmt: skip
+
+    def logs(self, limit: int = 200) -> list[str]:
+        """The app's buffered log lines (``fly logs --app A --no-tail``), oldest first."""
+        done = self._run(
+            "logs", "--app", self.app, "--no-tail", timeout_s=self.query_timeout_s,
+            doing=f"reading the logs of {self.app}",
+        )  # fmt: skip
+        return done.stdout.splitlines()[-limit:]

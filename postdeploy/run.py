@@ -1,0 +1,159 @@
+"""The state of one validation run, kept in the controller process only.
+
+Registered by the plugin when the run validates targets and this process is not an xdist
+worker. Test reports reach it from every worker (``pytest_runtest_logreport``); it keeps the
+gate per target, hands a failed gate to the rollback controller at once, and at the end writes
+``verdict.json`` and sets the exit status.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from postdeploy.gate import (
+    PROP_CATEGORY,
+    PROP_GATING,
+    PROP_KIND,
+    PROP_TARGET,
+    PROP_VERSION,
+    Gate,
+    Outcome,
+    TargetResults,
+)
+from postdeploy.report import (
+    VERDICT_FILE,
+    VERDICT_SCHEMA_VERSION,
+    now,
+    summary_lines,
+    write_verdict,
+)
+from postdeploy.report import target_verdict as build_target_verdict
+from postdeploy.rollback.controller import (
+    AUDIT_FILE,
+    AuditLog,
+    Mode,
+    RollbackController,
+    Status,
+    Verifier,
+)
+
+if TYPE_CHECKING:
+    from _pytest.reports import TestReport
+    from _pytest.terminal import TerminalReporter
+
+    from postdeploy.plugin import RunSettings
+
+
+def _message(report: TestReport) -> str:
+    crash = getattr(report.longrepr, "reprcrash", None)
+    if crash is not None:
+        return str(crash.message)
+    return str(report.longrepr or "")[-2000:]
+
+
+class ValidationRun:
+    """Gate, rollback and verdict for the targets of one run."""
+
+    def __init__(self, config: pytest.Config, settings: RunSettings) -> None:
+        self.config = config
+        self.settings = settings
+        self.started_at = now()
+        self.results = {name: TargetResults(name) for name in settings.targets}
+        self.serving_versions: dict[str, str] = {}
+        self.controller = RollbackController(
+            Mode(settings.rollback),
+            AuditLog(settings.reports_dir / AUDIT_FILE, settings.run_id),
+            Verifier(settings.rootdir, settings.targets_file, settings.reports_dir),
+        )
+        self.verdict: dict[str, Any] | None = None
+        self.started_local: list[str] = []
+
+    # -- the local platform: deploy before the run when nothing serves ---------------------
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        from postdeploy.fixtures import prepare_local
+
+        for target in self.settings.targets.values():
+            if target.platform != "local":
+                continue
+            try:
+                prepare_local(target, self.settings)
+            except Exception as exc:
+                raise pytest.UsageError(f"target {target.name!r}: {exc}") from None
+
+    # -- results ---------------------------------------------------------------------------
+
+    def pytest_runtest_logreport(self, report: TestReport) -> None:
+        props = dict(report.user_properties)
+        name = props.get(PROP_TARGET)
+        if name not in self.results:
+            return
+        if props.get(PROP_VERSION):
+            self.serving_versions[name] = props[PROP_VERSION]
+        results = self.results[name]
+        failed_before = results.gate_failed
+        kind = Outcome(props.get(PROP_KIND, "passed"))
+        results.record(
+            report.nodeid,
+            kind,
+            gating=bool(props.get(PROP_GATING)),
+            category=props.get(PROP_CATEGORY, ""),
+            phase=report.when,
+            message=_message(report) if kind in (Outcome.FAILED, Outcome.BROKEN) else "",
+        )
+        if results.gate_failed and not failed_before:
+            self._gate_failed(name, time.monotonic())
+
+    def _gate_failed(self, name: str, detected: float) -> None:
+        target = self.settings.targets[name]
+        _, reason = self.results[name].verdict()
+        record = self.controller.on_gate_failed(target, reason, detected)
+        if record.status in (Status.SUCCEEDED, Status.FAILED) and record.new_release:
+            marker = self.settings.marker_file(name)
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
+
+    # -- the end ---------------------------------------------------------------------------
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        from postdeploy.fixtures import finish_local
+
+        for target in self.settings.targets.values():
+            if target.platform == "local":
+                finish_local(target, self.settings)
+        targets = {}
+        for name, target in self.settings.targets.items():
+            record = self.controller.records.get(name)
+            targets[name] = build_target_verdict(
+                target, self.results[name], record, self.serving_versions.get(name)
+            )
+        status = int(exitstatus)
+        gates = {name: self.results[name].verdict()[0] for name in targets}
+        if any(gate is Gate.FAILED for gate in gates.values()) or any(
+            gate is Gate.INCONCLUSIVE and self.results[name].gating for name, gate in gates.items()
+        ):
+            status = status if status not in (0, 5) else 1
+        session.exitstatus = status
+        self.verdict = {
+            "schema_version": VERDICT_SCHEMA_VERSION,
+            "run_id": self.settings.run_id,
+            "started_at": self.started_at,
+            "finished_at": now(),
+            "rollback_mode": self.settings.rollback,
+            "expect_version": self.settings.expect_version,
+            "exit_status": status,
+            "targets": targets,
+        }
+        write_verdict(self.settings.reports_dir / VERDICT_FILE, self.verdict)
+
+    def pytest_terminal_summary(self, terminalreporter: TerminalReporter) -> None:
+        if self.verdict is None:
+            return
+        terminalreporter.section("postdeploy verdict")
+        for line in summary_lines(self.verdict):
+            terminalreporter.write_line(line)
+        terminalreporter.write_line(f"verdict: {self.settings.reports_dir / VERDICT_FILE}")

@@ -1,0 +1,56 @@
+"""Monitoring validation - Health checks: responding correctly (simple and comprehensive)."""
+
+from __future__ import annotations
+
+import pytest
+
+from postdeploy.checks import expect_fields, expect_status, json_body
+from postdeploy.contract import HEALTH_HEADER, PATHS
+
+#: Probes for the pass-rate check (operations plan: health check pass rate 100 %).
+HEALTH_PROBES = 5
+
+
+@pytest.mark.gating
+def test_health_endpoint_reports_healthy(api):
+    response = api.get(PATHS.health)
+    expect_status(response, 200, what="the health check")
+    body = json_body(response)
+    expect_fields(body, ("status", "version", "checks"), f"GET {PATHS.health}")
+    assert body["status"] == "healthy", f"GET {PATHS.health} reports status {body['status']!r}"
+
+
+@pytest.mark.gating
+def test_every_dependency_check_is_healthy(api):
+    response = api.get(PATHS.health)
+    body = json_body(response)
+    checks = body.get("checks") or {}
+    assert checks, f"GET {PATHS.health} lists no dependency checks"
+    unhealthy = {name: check for name, check in checks.items() if check.get("status") != "healthy"}
+    assert not unhealthy, f"GET {PATHS.health}: unhealthy dependencies: {unhealthy}"
+    header = response.headers.get(HEALTH_HEADER)
+    assert header == "healthy", f"GET {PATHS.health}: header {HEALTH_HEADER} is {header!r}"
+
+
+@pytest.mark.gating
+def test_health_reports_the_expected_version(api, expected_version):
+    if expected_version is None:
+        pytest.skip("no expected version: pass --expect-version to check the serving release")
+    response = api.get(PATHS.health)
+    serving = json_body(response).get("version")
+    assert serving == expected_version, (
+        f"version {serving!r} is serving at {api.base_url}, expected {expected_version!r}: "
+        "the deploy did not land (or landed elsewhere)"
+    )
+
+
+def test_health_check_pass_rate(api, target):
+    passed = 0
+    for _ in range(HEALTH_PROBES):
+        response = api.get(PATHS.health)
+        passed += response.status_code == 200 and json_body(response).get("status") == "healthy"
+    rate = passed / HEALTH_PROBES
+    assert rate >= target.thresholds.health_pass_rate, (
+        f"{passed} of {HEALTH_PROBES} health probes passed ({rate:.0%}); "
+        f"required {target.thresholds.health_pass_rate:.0%}"
+    )
