@@ -121,6 +121,15 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "wait_timeout_s": Key((int, float), 300.0, help="how long to wait for the old release"),
         "poll_interval_s": Key((int, float), 1.0, help="how often to ask the platform"),
     },
+    "notify": {
+        "slack_webhook_env": Key(str, "", help="env var holding a Slack incoming-webhook URL"),
+        "pagerduty_routing_key_env": Key(str, "", help="env var holding a PagerDuty routing key"),
+        "pagerduty_url": Key(
+            str, "https://events.pagerduty.com/v2/enqueue", help="PagerDuty Events API v2 URL"
+        ),
+        "webhook_url_env": Key(str, "", help="env var holding a generic JSON webhook URL"),
+        "timeout_s": Key((int, float), 5.0, help="timeout of each notification request"),
+    },
 }
 
 

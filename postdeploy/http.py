@@ -63,9 +63,10 @@ class Recorder:
 
     def _on_request(self, request: httpx.Request) -> None:
         content_type = request.headers.get("content-type", "")
-        body = (
-            _text(request.content) if not isinstance(request.stream, httpx.AsyncByteStream) else ""
-        )
+        try:
+            body = _text(request.content)
+        except httpx.RequestNotRead:  # a streamed upload: not recorded
+            body = "(streamed body)"
         exchange = Exchange(
             method=request.method,
             url=redact_url(str(request.url)),

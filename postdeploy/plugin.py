@@ -216,6 +216,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SETTINGS_KEY] = settings
     if settings.load_error or not _runs_suites(config):
         return
+    # Strict markers in every validation run: a typo in a marker must not silently
+    # take a check out of the gate.
+    config.addinivalue_line("filterwarnings", "error::pytest.PytestUnknownMarkWarning")
     # A validation run leaves its reports in the reports dir unless told otherwise.
     if getattr(config.option, "allure_report_dir", "unset") is None:
         config.option.allure_report_dir = str(settings.reports_dir / "allure-results")

@@ -59,8 +59,14 @@ SECRET_PATTERNS = (
 )
 
 
+#: Keys that contain a secret-looking word but hold no secret.
+NOT_SECRET_KEYS = frozenset({"token_type", "session_id_header", "sessions", "csrf_header"})
+
+
 def is_secret_key(key: str) -> bool:
     lowered = key.lower().replace("-", "_")
+    if lowered in NOT_SECRET_KEYS:
+        return False
     return any(part in lowered for part in SECRET_KEY_PARTS)
 
 

@@ -1,0 +1,92 @@
+"""Tokens: only HS256 tokens signed with the app's key, unexpired and unrevoked, are accepted."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+
+import pytest
+from learning_assistant import tokens
+
+KEY = b"test-secret-key"
+
+
+def b64(value: dict) -> str:
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+
+def claims_of(token: str) -> dict:
+    payload = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+
+def test_a_token_round_trips():
+    claims = tokens.new_claims("7", ttl_s=60)
+
+    assert tokens.decode(tokens.encode(claims, KEY), KEY) == claims
+
+
+@pytest.mark.parametrize(
+    ("token", "reason"),
+    [
+        ("not-a-token", "three parts"),
+        ("a.b.c", "base64url JSON"),
+        (f"{b64({'alg': 'none'})}.{b64({'sub': '1'})}.", "algorithm"),
+        (f"{b64({'alg': 'HS512'})}.{b64({'sub': '1'})}.sig", "algorithm"),
+    ],
+)
+def test_malformed_and_unsigned_tokens_are_rejected(token, reason):
+    with pytest.raises(tokens.InvalidTokenError, match=reason):
+        tokens.decode(token, KEY)
+
+
+def test_a_token_signed_with_another_key_is_rejected():
+    token = tokens.encode(tokens.new_claims("7", ttl_s=60), b"another key")
+
+    with pytest.raises(tokens.InvalidTokenError, match="signature"):
+        tokens.decode(token, KEY)
+
+
+def test_an_expired_token_is_rejected():
+    token = tokens.encode(tokens.new_claims("7", ttl_s=60, now=time.time() - 120), KEY)
+
+    with pytest.raises(tokens.InvalidTokenError, match="expired"):
+        tokens.decode(token, KEY)
+
+
+def test_the_api_rejects_an_alg_none_token_for_a_real_session(client, account):
+    claims = claims_of(account.token)
+    forged = f"{b64({'alg': 'none', 'typ': 'JWT'})}.{b64(claims)}."
+
+    response = client.get("/api/auth/me", headers={"Authorization": f"Bearer {forged}"})
+
+    assert response.status_code == 401
+
+
+def test_the_api_rejects_a_tampered_subject(client, account):
+    header, _, signature = account.token.split(".")
+    tampered = f"{header}.{b64({**claims_of(account.token), 'sub': '999'})}.{signature}"
+
+    response = client.get("/api/auth/me", headers={"Authorization": f"Bearer {tampered}"})
+
+    assert response.status_code == 401
+
+
+def test_the_api_rejects_a_validly_signed_token_without_a_session(client, account):
+    orphan = tokens.encode(tokens.new_claims(str(account.id), ttl_s=60), KEY)
+
+    response = client.get("/api/auth/me", headers={"Authorization": f"Bearer {orphan}"})
+
+    assert response.status_code == 401
+
+
+def test_the_api_rejects_an_expired_session(new_client, new_account, monkeypatch):
+    client = new_client(LA_TOKEN_TTL_S="1")
+    account = new_account(client)
+    later = time.time() + 5
+    monkeypatch.setattr(time, "time", lambda: later)
+
+    response = client.get("/api/auth/me", headers=account.bearer)
+
+    assert response.status_code == 401

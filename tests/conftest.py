@@ -1,0 +1,161 @@
+"""Shared helpers of the self-tests.
+
+``local_env`` gives a private local platform (its own state dir and port), and
+``run_suites`` runs the real suites against it in a separate pytest process, the way a user
+runs them, returning the verdict and every test's outcome.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from postdeploy.local.platform import LocalPlatform
+
+pytest_plugins = ["pytester"]
+
+REPO = Path(__file__).resolve().parents[1]
+#: A bounded wall-clock limit for one run of the suites in a subprocess.
+SUITE_RUN_TIMEOUT_S = 300
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class SuiteRun:
+    returncode: int
+    output: str
+    verdict: dict
+    outcomes: dict[str, str] = field(default_factory=dict)
+
+    def target(self, name: str = "local") -> dict:
+        return self.verdict["targets"][name]
+
+    def failed(self) -> set[str]:
+        return {name for name, outcome in self.outcomes.items() if outcome == "failed"}
+
+    def passed(self) -> set[str]:
+        return {name for name, outcome in self.outcomes.items() if outcome == "passed"}
+
+
+def _outcomes(junit: Path) -> dict[str, str]:
+    outcomes: dict[str, str] = {}
+    if not junit.exists():
+        return outcomes
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        name = case.get("name", "").split("[")[0]
+        outcome = "passed"
+        for child in case:
+            if child.tag in ("failure", "error"):
+                outcome = "failed"
+            elif child.tag == "skipped" and outcome == "passed":
+                outcome = "skipped"
+        # a parametrized test counts as failed if any of its cases failed
+        if outcomes.get(name) != "failed":
+            outcomes[name] = outcome
+    return outcomes
+
+
+@dataclass
+class LocalEnv:
+    """A private local platform for the self-tests."""
+
+    state_dir: Path
+    port: int
+    reports_root: Path
+    runs: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "POSTDEPLOY_STATE_DIR": str(self.state_dir),
+            "POSTDEPLOY_LOCAL_URL": self.url,
+            "PYTEST_ADDOPTS": "",
+        }
+
+    @property
+    def platform(self) -> LocalPlatform:
+        return LocalPlatform(self.url, state_dir=self.state_dir)
+
+    def run(self, *args: str, suites: tuple[str, ...] = ("suites",)) -> SuiteRun:
+        """Run ``pytest SUITES --target local ARGS`` from the repository, in a subprocess."""
+        self.runs += 1
+        reports = self.reports_root / f"run-{self.runs}"
+        command = [
+            sys.executable, "-m", "pytest", *suites, "--target", "local",
+            "--reports-dir", str(reports), "-p", "no:cacheprovider", "-q", *args,
+        ]  # fmt: skip
+        done = subprocess.run(
+            command, cwd=REPO, env=self.env, capture_output=True, text=True,
+            timeout=SUITE_RUN_TIMEOUT_S, check=False,
+        )  # fmt: skip
+        verdict_file = reports / "verdict.json"
+        verdict = json.loads(verdict_file.read_text()) if verdict_file.exists() else {}
+        return SuiteRun(
+            done.returncode, done.stdout + done.stderr, verdict, _outcomes(reports / "junit.xml")
+        )
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "postdeploy.cli", *args],
+            cwd=REPO, env=self.env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def local_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalEnv]:
+    """A local platform of its own for one test module; stopped afterwards."""
+    root = tmp_path_factory.mktemp("local")
+    env = LocalEnv(state_dir=root / "state", port=free_port(), reports_root=root / "reports")
+    yield env
+    env.platform.stop()
+
+
+class _HealthHandler(BaseHTTPRequestHandler):
+    status = 200
+
+    def do_GET(self) -> None:
+        body = json.dumps(
+            {"status": "healthy" if self.status == 200 else "unhealthy", "version": "9.9.9",
+             "checks": {"database": {"status": "healthy"}}}
+        ).encode()  # fmt: skip
+        self.send_response(self.server.status)  # type: ignore[attr-defined]
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def health_server() -> Iterator[str]:
+    """A plain-HTTP stand-in answering GET /api/health, for plugin tests that need a target."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _HealthHandler)
+    server.status = 200  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()

@@ -1,0 +1,71 @@
+"""Redaction: no credential survives into a recorded exchange, verdict or audit line."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+
+from postdeploy.config import Target
+from postdeploy.http import Recorder
+from postdeploy.redact import REDACTED, redact_body, redact_data, redact_text, redact_url
+
+TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJlLXNlY3JldA"
+
+
+def test_json_secret_fields_lose_their_values():
+    body = json.dumps({"email": "a@example.com", "password": "hunter22", "access_token": TOKEN})
+    redacted = redact_body(body, "application/json")
+    assert "hunter22" not in redacted
+    assert TOKEN not in redacted
+    assert "a@example.com" in redacted
+
+
+def test_free_text_credentials_are_removed():
+    text = f"Authorization: Bearer {TOKEN}; cookie la_session={TOKEN}; key AKIAABCDEFGHIJKLMNOP"
+    redacted = redact_text(text)
+    assert TOKEN not in redacted
+    assert "AKIAABCDEFGHIJKLMNOP" not in redacted
+
+
+def test_extra_secrets_are_removed_wherever_they_appear():
+    assert redact_text("webhook https://hooks.example/T000/s3cr3tpath", ["s3cr3tpath"]).endswith(
+        REDACTED
+    )
+
+
+def test_urls_lose_userinfo_and_secret_parameters():
+    url = redact_url("https://user:pw@example.com/x?token=abc&page=2")
+    assert "pw" not in url
+    assert "abc" not in url
+    assert "page=2" in url
+
+
+def test_nested_data_is_redacted():
+    data = redact_data({"rollback": {"headers": {"Authorization": "Bearer abcdefghijkl"}}})
+    assert data["rollback"]["headers"]["Authorization"] == REDACTED
+
+
+def test_recorded_exchanges_never_carry_credentials():
+    def app(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200,
+            json={"access_token": TOKEN, "token_type": "bearer"},
+            headers={"Set-Cookie": f"la_session={TOKEN}; Secure; HttpOnly"},
+        )
+
+    recorder = Recorder()
+    target = Target(name="t", platform="render", url="https://example.com")
+    with httpx.Client(
+        base_url=target.url, transport=httpx.MockTransport(app), event_hooks=recorder.hooks()
+    ) as client:
+        client.post(
+            "/api/auth/login",
+            json={"email": "a@example.com", "password": "hunter22"},
+            headers={"Authorization": f"Bearer {TOKEN}", "X-CSRF-Token": "csrf-secret-value"},
+        )
+    rendered = recorder.render()
+    for secret in (TOKEN, "hunter22", "csrf-secret-value"):
+        assert secret not in rendered
+    assert "a@example.com" in rendered
+    assert "HTTP 200" in rendered
