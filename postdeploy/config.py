@@ -191,6 +191,13 @@ class Target:
         env_name = self.settings.get(key)
         return os.environ.get(env_name) if env_name else None
 
+    def secret_values(self) -> list[str]:
+        """Every secret this target's configuration points at, to scrub from any output."""
+        names = [v for k, v in self.settings.items() if k.endswith("_env") and v]
+        for section in self.sections.values():
+            names += [v for k, v in section.items() if k.endswith("_env") and v]
+        return [os.environ[name] for name in names if os.environ.get(name)]
+
     def with_url(self, url: str) -> Target:
         _check_url(url, self.source, f"targets.{self.name}.url")
         return _replace(self, url=url.rstrip("/"))

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import secrets
 import time
@@ -98,13 +99,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="PATH",
         help=f"Targets file (default: {DEFAULT_TARGETS_FILE} in the rootdir)",
     )
-    group.addoption(
-        "--base-url",
-        dest="postdeploy_base_url",
-        default=None,
-        metavar="URL",
-        help="Validate this URL instead of the target's configured one (one target only)",
-    )
+    if importlib.util.find_spec("pytest_base_url") is None:
+        # pytest-base-url (pulled in by pytest-playwright) owns --base-url when installed;
+        # its value is read the same way (dest "base_url").
+        group.addoption(
+            "--base-url",
+            dest="base_url",
+            default=None,
+            metavar="URL",
+            help="Validate this URL instead of the target's configured one (one target only)",
+        )
     group.addoption(
         "--rollback",
         dest="postdeploy_rollback",
@@ -167,15 +171,16 @@ def _load_settings(config: pytest.Config) -> RunSettings:
         )
         return settings
     spec = option.postdeploy_target or os.environ.get(TARGET_ENV) or DEFAULT_TARGET
+    base_url = getattr(option, "base_url", None)
     try:
         selected = load_targets(targets_file).select(spec)
-        if option.postdeploy_base_url:
+        if base_url:
             if len(selected) > 1:
                 raise ConfigError(
                     f"--base-url applies to one target, but --target {spec} selects "
                     f"{len(selected)}; pass a single target with --base-url"
                 )
-            selected = [selected[0].with_url(option.postdeploy_base_url)]
+            selected = [selected[0].with_url(base_url)]
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
     settings.targets = {t.name: t for t in selected}

@@ -9,6 +9,7 @@ import pytest
 from postdeploy.config import Section, Target
 from postdeploy.rollback.base import Call, DriverError, Release, previous_good
 from postdeploy.rollback.controller import AuditLog, Mode, RollbackController, Status
+from postdeploy.rollback.ledger import Ledger
 
 RELEASES = [
     Release("v3", "3.0.0", ref="img:3"),
@@ -55,12 +56,19 @@ class MemoryDriver:
         return []
 
 
-def make_target(allowed=True) -> Target:
+def make_target(allowed=True, cooldown_s=0.0) -> Target:
+    rollback = {
+        "allowed": allowed,
+        "wait_timeout_s": 5.0,
+        "cooldown_s": cooldown_s,
+        "poll_interval_s": 0.1,
+    }
     return Target(
-        name="web", platform="memory", url="https://web.example.com",
-        sections={"rollback": Section("rollback", {"allowed": allowed, "wait_timeout_s": 5.0,
-                                                   "cooldown_s": 0.0, "poll_interval_s": 0.1})},
-    )  # fmt: skip
+        name="web",
+        platform="memory",
+        url="https://web.example.com",
+        sections={"rollback": Section("rollback", rollback)},
+    )
 
 
 @pytest.fixture
@@ -69,7 +77,8 @@ def audit(tmp_path):
 
 
 def controller(mode, audit, verified="passed"):
-    return RollbackController(Mode(mode), audit, lambda target: {"status": verified})
+    ledger = Ledger(audit.path.parent / "ledger")
+    return RollbackController(Mode(mode), audit, lambda target: {"status": verified}, ledger)
 
 
 def events(audit) -> list[str]:
@@ -156,3 +165,41 @@ def test_previous_good_skips_the_failing_image_and_unrollbackable_releases():
     ]
     assert previous_good(releases, releases[0]).id == "d1"
     assert previous_good(releases[:3], releases[0]) is None
+
+
+def test_a_second_rollback_inside_the_cooldown_escalates_instead(audit):
+    target = make_target(cooldown_s=3600)
+    first = controller("auto", audit).on_gate_failed(target, "x", driver=MemoryDriver())
+    assert first.status is Status.SUCCEEDED
+    driver = MemoryDriver()
+    second = controller("auto", audit).on_gate_failed(target, "x", driver=driver)  # a new run
+    assert second.status is Status.SKIPPED
+    assert second.escalate
+    assert "the stable release is failing too" in second.reason
+    assert driver.rollbacks == []
+
+
+def test_a_run_that_finds_the_lock_held_stands_aside(audit):
+    rollbacks = controller("auto", audit)
+    driver = MemoryDriver()
+    with rollbacks.ledger.hold("web") as acquired:  # another run is rolling back
+        assert acquired
+        record = rollbacks.on_gate_failed(make_target(), "x", driver=driver)
+    assert record.status is Status.SKIPPED
+    assert "holds the rollback lock" in record.reason
+    assert driver.rollbacks == []
+
+
+def test_no_secret_reaches_the_audit_log_or_the_reason(audit, monkeypatch):
+    monkeypatch.setenv("WEB_TOKEN", "s3cr3t-t0ken-value")
+    target = make_target()
+    target = Target(
+        name=target.name, platform=target.platform, url=target.url,
+        settings={"token_env": "WEB_TOKEN"}, sections=target.sections,
+    )  # fmt: skip
+    error = DriverError("the platform said no to token s3cr3t-t0ken-value")
+    record = controller("auto", audit).on_gate_failed(
+        target, "x", driver=MemoryDriver(fail_with=error)
+    )
+    assert "s3cr3t-t0ken-value" not in record.reason
+    assert "s3cr3t-t0ken-value" not in audit.path.read_text()

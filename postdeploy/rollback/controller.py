@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from postdeploy.redact import redact_text
 from postdeploy.rollback import driver_for
 from postdeploy.rollback.base import DriverError, Release, previous_good
+from postdeploy.rollback.ledger import Ledger
 
 if TYPE_CHECKING:
     from postdeploy.config import Target
@@ -119,7 +120,7 @@ class AuditLog:
             default=str,
         )
         with open(self.path, "a", encoding="utf-8") as audit:
-            audit.write(redact_text(line) + "\n")
+            audit.write(redact_text(line, target.secret_values()) + "\n")
 
 
 @dataclass
@@ -179,10 +180,13 @@ class Verifier:
 class RollbackController:
     """Rolls each target back at most once per run, as soon as its gate fails."""
 
-    def __init__(self, mode: Mode, audit: AuditLog, verifier: Verifier) -> None:
+    def __init__(
+        self, mode: Mode, audit: AuditLog, verifier: Verifier, ledger: Ledger | None = None
+    ) -> None:
         self.mode = mode
         self.audit = audit
         self.verifier = verifier
+        self.ledger = ledger or Ledger()
         self.records: dict[str, RollbackRecord] = {}
 
     def record_for(self, target: Target) -> RollbackRecord:
@@ -210,6 +214,40 @@ class RollbackController:
                 target, record, Status.SKIPPED,
                 "rollback.allowed is false for this target; roll back by hand", escalate=True,
             )  # fmt: skip
+        cooldown = self._cooldown(target)
+        if cooldown:
+            return self._finish(target, record, Status.SKIPPED, cooldown, escalate=True)
+        if self.mode is Mode.DRY_RUN:
+            return self._decide(target, record, driver, detected)
+        with self.ledger.hold(target.name) as acquired:
+            if not acquired:
+                return self._finish(
+                    target, record, Status.SKIPPED,
+                    f"another postdeploy run holds the rollback lock of {target.name} "
+                    f"({self.ledger.directory}) and is rolling it back; this run stood aside",
+                )  # fmt: skip
+            cooldown = self._cooldown(target)  # that run may have just finished one
+            if cooldown:
+                return self._finish(target, record, Status.SKIPPED, cooldown, escalate=True)
+            return self._decide(target, record, driver, detected)
+
+    def _cooldown(self, target: Target) -> str:
+        """Why the target must not be rolled back again now, or an empty string."""
+        window = target.rollback.cooldown_s
+        since = self.ledger.seconds_since_last(target.name) if window > 0 else None
+        if since is None or since[0] >= window:
+            return ""
+        seconds, last = since
+        return (
+            f"the stable release is failing too: {target.name} was rolled back "
+            f"{seconds:.0f} s ago (run {last.get('run_id')}, to release {last.get('to')}), "
+            f"inside the {window:.0f} s cooldown; not rolling back again, investigate by hand"
+        )
+
+    def _decide(
+        self, target: Target, record: RollbackRecord, driver: RollbackDriver | None,
+        detected: float,
+    ) -> RollbackRecord:
         try:
             driver = driver or driver_for(target)
             current = driver.current()
@@ -251,6 +289,10 @@ class RollbackController:
         started = time.monotonic()
         new = driver.rollback(to)
         record.new_release = new.to_dict()
+        self.ledger.record(
+            target.name, run_id=self.audit.run_id, event="rollback", to=to.id, new=new.id,
+            from_release=(record.from_release or {}).get("id"),
+        )  # fmt: skip
         serving = driver.wait_until_serving(new, target.rollback.wait_timeout_s)
         record.duration_s = round(time.monotonic() - started, 3)
         if not serving:
@@ -285,7 +327,7 @@ class RollbackController:
         escalate: bool = False,
     ) -> RollbackRecord:
         record.status = status
-        record.reason = redact_text(reason)
+        record.reason = redact_text(reason, target.secret_values())
         record.escalate = escalate
         record.finished_at = _now()
         self.audit.write(
