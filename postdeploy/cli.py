@@ -91,6 +91,55 @@ def cmd_logs(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_watch(args: argparse.Namespace) -> int:
+    from postdeploy.rollback.controller import Mode
+    from postdeploy.watch import WatchSettings, parse_duration, watch
+
+    try:
+        settings = WatchSettings(
+            duration_s=parse_duration(args.duration),
+            interval_s=parse_duration(args.interval),
+            error_threshold=args.error_threshold,
+            latency_threshold_ms=args.latency_threshold_ms,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"watch: {exc}") from None
+    if settings.interval_s <= 0 or settings.error_threshold < 1:
+        raise ConfigError("watch: --interval must be positive and --error-threshold at least 1")
+    target = load_targets(args.targets_file).select(args.target)
+    if len(target) != 1:
+        raise ConfigError("watch: --target names one target")
+    if args.rollback != "off":
+        from postdeploy.rollback import DriverUnavailable, driver_for
+
+        try:
+            driver_for(target[0]).preflight()
+        except DriverUnavailable as exc:
+            raise ConfigError(f"watch --rollback {args.rollback} cannot work: {exc}") from None
+    from postdeploy.plugin import _new_run_id
+
+    print(
+        f"watching {target[0].name} ({target[0].url}) for {settings.duration_s:.0f} s, every "
+        f"{settings.interval_s:.0f} s; rollback {args.rollback} after "
+        f"{settings.error_threshold} errors (at most {settings.max_requests} requests)"
+    )
+    result = watch(
+        target[0],
+        settings,
+        mode=Mode(args.rollback),
+        reports_dir=args.reports_dir,
+        rootdir=Path.cwd(),
+        targets_file=args.targets_file,
+        run_id=_new_run_id(),
+    )
+    entry = result.verdict["targets"][target[0].name]
+    print(f"gate: {entry['gate']} - {entry['reason']}")
+    record = result.rollback
+    if record is not None:
+        print(f"rollback ({record.mode}): {record.status} - {record.reason}")
+    return int(result.verdict["exit_status"])
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="postdeploy", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -117,6 +166,35 @@ def build_parser() -> argparse.ArgumentParser:
     logs = actions.add_parser("logs", help="Print the serving release's log lines")
     logs.add_argument("-n", "--lines", type=int, default=100, help="How many (default: 100)")
     logs.set_defaults(handler=cmd_logs)
+
+    monitor = commands.add_parser(
+        "watch", help="Watch a deployment and roll it back when errors cross the threshold"
+    )
+    monitor.add_argument("--target", required=True, help="Target to watch (one)")
+    monitor.add_argument(
+        "--targets-file", type=Path, default=Path(DEFAULT_TARGETS_FILE), help="Targets file"
+    )
+    monitor.add_argument("--duration", default="10m", help="How long to watch (default: 10m)")
+    monitor.add_argument("--interval", default="30s", help="Time between rounds (default: 30s)")
+    monitor.add_argument(
+        "--error-threshold", type=int, default=5, help="Errors that fail the gate (default: 5)"
+    )
+    monitor.add_argument(
+        "--latency-threshold-ms",
+        type=float,
+        default=5000.0,
+        help="A slower answer counts as an error (default: 5000)",
+    )
+    monitor.add_argument(
+        "--rollback",
+        choices=("off", "dry-run", "auto"),
+        default="auto",
+        help="What a failed gate does (default: auto)",
+    )
+    monitor.add_argument(
+        "--reports-dir", type=Path, default=Path("reports"), help="Where verdict.json goes"
+    )
+    monitor.set_defaults(handler=cmd_watch)
     return parser
 
 

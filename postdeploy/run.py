@@ -87,7 +87,7 @@ class ValidationRun:
     # -- results ---------------------------------------------------------------------------
 
     def pytest_runtest_logreport(self, report: TestReport) -> None:
-        props = dict(report.user_properties)
+        props: dict[str, Any] = dict(report.user_properties)
         name = props.get(PROP_TARGET)
         if name not in self.results:
             return
@@ -148,6 +148,12 @@ class ValidationRun:
             "exit_status": status,
             "targets": targets,
         }
+        from postdeploy.announce import announce
+
+        for name, entry in targets.items():
+            entry["notifications"] = announce(
+                self.settings.targets[name], entry, self.settings.run_id
+            )
         write_verdict(self.settings.reports_dir / VERDICT_FILE, self.verdict)
 
     def pytest_terminal_summary(self, terminalreporter: TerminalReporter) -> None:
