@@ -12,6 +12,7 @@ give up only at their deadline.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Generator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -25,7 +26,12 @@ from postdeploy.rollback.base import DriverError, DriverUnavailable
 if TYPE_CHECKING:
     from postdeploy.config import Target
 
+log = logging.getLogger("postdeploy.rollback")
+
 USER_AGENT = "postdeploy-rollback"
+#: Tries of a request that changes nothing (a read) when the platform answers 429 or 5xx,
+#: times out or cannot be reached; a request that changes something is sent once.
+READ_ATTEMPTS = 2
 #: Longest piece of a platform's own error text quoted in a message.
 MAX_QUOTED_CHARS = 300
 #: Used when a target carries no ``[rollback]`` section (a Target built in code).
@@ -173,8 +179,8 @@ def wait_for(
         try:
             if check():
                 return True
-        except TransientDriverError:
-            pass
+        except TransientDriverError as exc:
+            log.info("still waiting: %s", exc)
         if clock() >= deadline:
             return False
         sleep(max(0.0, min(interval_s, deadline - clock())))
@@ -269,8 +275,33 @@ class RestDriver:
         what: str,
         json: Any = None,
         params: Mapping[str, Any] | None = None,
+        idempotent: bool | None = None,
     ) -> httpx.Response:
-        """Send one request; any non-2xx answer or transport failure is a DriverError."""
+        """Send a request; any non-2xx answer or transport failure is a DriverError.
+
+        A read (``GET``, or ``idempotent=True``) is tried again once after a
+        :class:`TransientDriverError`, a poll interval later.
+        """
+        attempts = READ_ATTEMPTS if (method == "GET" if idempotent is None else idempotent) else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._send_once(method, url, what=what, json=json, params=params)
+            except TransientDriverError as exc:
+                if attempt == attempts:
+                    raise
+                log.info("trying again: %s", exc)
+                self.sleep(self.poll_interval_s)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _send_once(
+        self,
+        method: str,
+        url: str,
+        *,
+        what: str,
+        json: Any,
+        params: Mapping[str, Any] | None,
+    ) -> httpx.Response:
         what = f"{self.platform}: {what} (target {self.target.name!r})"
         try:
             response = self.client().request(method, url, json=json, params=params)
@@ -295,9 +326,12 @@ class RestDriver:
         what: str,
         json: Any = None,
         params: Mapping[str, Any] | None = None,
+        idempotent: bool | None = None,
     ) -> Any:
         """:meth:`_send`, then the decoded JSON body (None when there is none)."""
-        response = self._send(method, path, what=what, json=json, params=params)
+        response = self._send(
+            method, path, what=what, json=json, params=params, idempotent=idempotent
+        )
         if not response.content:
             return None
         try:

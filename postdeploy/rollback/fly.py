@@ -40,6 +40,9 @@ if TYPE_CHECKING:
 FLYCTL_TOKEN_VAR = "FLY_API_TOKEN"  # noqa: S105 - a variable name, not a token
 #: A flyctl query makes a few API calls, each allowed the target's timeout.
 API_CALLS_PER_QUERY = 3
+#: How long a release list read by current() is reused by releases(): each flyctl run costs
+#: about a second, and the controller asks for both right after a gate fails.
+RELEASES_FRESH_S = 5.0
 COMPLETE = "complete"
 FAILED = frozenset({"failed", "interrupted"})
 INSTALL_HINT = "install flyctl (https://fly.io/docs/flyctl/install/) or set flyctl in targets.toml"
@@ -97,6 +100,7 @@ class FlyDriver:
         self.token_env = str(target.settings.get("token_env") or FLYCTL_TOKEN_VAR)
         self.deploy_timeout_s = rollback_setting(target, "wait_timeout_s", DEFAULT_WAIT_TIMEOUT_S)
         self.poll_interval_s = rollback_setting(target, "poll_interval_s", DEFAULT_POLL_INTERVAL_S)
+        self._fetched: tuple[float, list[Release]] | None = None
 
     def __repr__(self) -> str:
         return f"FlyDriver(target={self.target.name!r}, app={self.app!r})"
@@ -166,6 +170,12 @@ class FlyDriver:
         self._token()
 
     def releases(self) -> Sequence[Release]:
+        """The releases, newest first; a list read in the last few seconds is reused."""
+        if self._fetched is not None and self.clock() - self._fetched[0] < RELEASES_FRESH_S:
+            return self._fetched[1]
+        return self._fetch_releases()
+
+    def _fetch_releases(self) -> list[Release]:
         data = self._json(
             "releases", "--app", self.app, "--image", "--json",
             doing=f"listing the releases of {self.app}",
@@ -173,12 +183,14 @@ class FlyDriver:
         if not isinstance(data, list):
             raise DriverError(f"fly: `fly releases --json` for {self.app} did not print a list")
         items = [_release(item) for item in data if isinstance(item, Mapping)]
-        return sorted(items, key=lambda r: int(r.extra.get("number") or 0), reverse=True)
+        releases = sorted(items, key=lambda r: int(r.extra.get("number") or 0), reverse=True)
+        self._fetched = (self.clock(), releases)
+        return releases
 
     def current(self) -> Release:
         status = self._json("status", "--app", self.app, "--json", doing=f"reading {self.app}")
         version = status.get("Version") if isinstance(status, Mapping) else None
-        releases = self.releases()
+        releases = self._fetch_releases()
         for release in releases:
             if release.extra.get("number") == version:
                 return release
@@ -211,7 +223,7 @@ class FlyDriver:
             "deploy", "--app", self.app, "--image", to.ref, timeout_s=self.deploy_timeout_s,
             doing=f"deploying image {to.ref} of {to.version} to {self.app} again",
         )  # fmt: skip
-        newest = self.releases()
+        newest = self._fetch_releases()
         if newest and newest[0].ref == to.ref:
             return newest[0]
         return Release(
@@ -220,7 +232,7 @@ class FlyDriver:
 
     def wait_until_serving(self, release: Release, timeout_s: float) -> bool:
         def serving() -> bool:
-            releases = self.releases()
+            releases = self._fetch_releases()
             if not releases or releases[0].ref != release.ref:
                 return False
             newest = releases[0]

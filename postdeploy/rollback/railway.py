@@ -71,8 +71,9 @@ class RailwayDriver(RestDriver):
 
     def _graphql(self, query: str, variables: Mapping[str, Any], *, what: str) -> Any:
         body = self._request(
-            "POST", self.api_url, json={"query": query, "variables": dict(variables)}, what=what
-        )
+            "POST", self.api_url, json={"query": query, "variables": dict(variables)},
+            what=what, idempotent=not query.startswith("mutation"),
+        )  # fmt: skip
         if not isinstance(body, Mapping):
             raise DriverError(f"railway: {what} answered without a GraphQL body; check api_url")
         errors = body.get("errors")
