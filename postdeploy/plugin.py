@@ -73,6 +73,7 @@ class RunSettings:
     reports_dir: Path
     rootdir: Path
     load_error: str | None = None
+    notify: bool = True
     serving_versions: dict[str, str] = field(default_factory=dict)
 
     def marker_file(self, target: str) -> Path:
@@ -131,6 +132,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help=f"Where verdict.json, junit.xml, allure-results go (default: {DEFAULT_REPORTS_DIR})",
     )
     group.addoption(
+        "--notify",
+        dest="postdeploy_notify",
+        default="on",
+        choices=("on", "off"),
+        help="Send the run's notifications to the targets' channels (default: on)",
+    )
+    group.addoption(
         "--run-id",
         dest="postdeploy_run_id",
         default=None,
@@ -162,6 +170,7 @@ def _load_settings(config: pytest.Config) -> RunSettings:
         expect_version=option.postdeploy_expect_version,
         reports_dir=reports_dir,
         rootdir=rootdir,
+        notify=option.postdeploy_notify == "on",
     )
     if not targets_file.exists() and not explicit:
         # Not a validation run (e.g. another project's tests): stay out of the way until a

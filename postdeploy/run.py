@@ -151,8 +151,10 @@ class ValidationRun:
         from postdeploy.announce import announce
 
         for name, entry in targets.items():
-            entry["notifications"] = announce(
-                self.settings.targets[name], entry, self.settings.run_id
+            entry["notifications"] = (
+                announce(self.settings.targets[name], entry, self.settings.run_id)
+                if self.settings.notify
+                else []
             )
         write_verdict(self.settings.reports_dir / VERDICT_FILE, self.verdict)
 

@@ -97,7 +97,9 @@ class LocalEnv:
     def platform(self) -> LocalPlatform:
         return LocalPlatform(self.url, state_dir=self.state_dir)
 
-    def run(self, *args: str, suites: tuple[str, ...] = ("suites",)) -> SuiteRun:
+    def run(
+        self, *args: str, suites: tuple[str, ...] = ("suites",), env: dict[str, str] | None = None
+    ) -> SuiteRun:
         """Run ``pytest SUITES --target local ARGS`` from the repository, in a subprocess."""
         self.runs += 1
         reports = self.reports_root / f"run-{self.runs}"
@@ -106,7 +108,7 @@ class LocalEnv:
             "--reports-dir", str(reports), "-p", "no:cacheprovider", "-q", *args,
         ]  # fmt: skip
         done = subprocess.run(
-            command, cwd=REPO, env=self.env, capture_output=True, text=True,
+            command, cwd=REPO, env={**self.env, **(env or {})}, capture_output=True, text=True,
             timeout=SUITE_RUN_TIMEOUT_S, check=False,
         )  # fmt: skip
         verdict_file = reports / "verdict.json"

@@ -142,7 +142,7 @@ class Verifier:
             "-m", "gating", "--target", target.name,
             "--targets-file", str(self.targets_file),
             "--base-url", target.url,
-            "--rollback", "off", "--reports-dir", str(out_dir),
+            "--rollback", "off", "--notify", "off", "--reports-dir", str(out_dir),
             "-p", "no:xdist", "-p", "no:cacheprovider", "-q", "--no-header",
             "--rootdir", str(self.rootdir),
         ]  # fmt: skip
