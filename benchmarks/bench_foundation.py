@@ -9,6 +9,7 @@ Prints a Markdown table for the README. Figures, not assertions: the machine dec
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import socket
@@ -66,7 +67,7 @@ def main() -> None:
         assert verdict["targets"]["local"]["gate"] == "passed", verdict["targets"]["local"]
         full_runs.append(elapsed)
 
-    to_call, rollback, recovery = [], [], []
+    to_call, rollback, recovery, end_to_end = [], [], [], []
     for index in range(args.runs):
         platform.deploy("1.0.0")
         platform.deploy("2.0.0", ["login_broken"])
@@ -78,6 +79,9 @@ def main() -> None:
         to_call.append(record["detection_to_call_s"])
         rollback.append(record["duration_s"])
         recovery.append(record["duration_s"] + record["verification"]["duration_s"])
+        detected = dt.datetime.fromisoformat(record["detected_at"])
+        finished = dt.datetime.fromisoformat(record["finished_at"])
+        end_to_end.append((finished - detected).total_seconds())
     platform.stop()
 
     def row(name: str, values: list[float], unit: str = "s") -> str:
@@ -93,6 +97,7 @@ def main() -> None:
     print(row("first gating failure -> rollback call", to_call))
     print(row("rollback until the previous release serves", rollback))
     print(row("rollback + verification (gating health checks re-run)", recovery))
+    print(row("detection -> rollback -> verification done (end to end)", end_to_end))
 
 
 if __name__ == "__main__":
