@@ -116,3 +116,17 @@ def test_the_suites_run_under_xdist(local_env):
     assert run.returncode == 0, run.output[-3000:]
     assert run.target()["gate"] == "passed"
     assert run.target()["counts"]["passed"] >= 30
+
+
+def test_a_failing_http_check_attaches_the_exchange_with_credentials_redacted(local_env):
+    local_env.platform.deploy("1.0.0", ["login_broken"])
+    run = local_env.run("-k", "test_login_returns_a_bearer_token", suites=CORE)
+    assert run.failed() == {"test_login_returns_a_bearer_token_and_a_session_cookie"}
+    results = local_env.reports_root / f"run-{local_env.runs}" / "allure-results"
+    attachments = [p.read_text() for p in results.glob("*-attachment*")]
+    exchanges = [text for text in attachments if "> POST" in text and "/api/auth/login" in text]
+    assert exchanges, "no HTTP exchange attached to the failing check"
+    exchange = exchanges[0]
+    assert '"password": "[REDACTED]"' in exchange
+    assert "< HTTP 401" in exchange
+    assert "invalid_credentials" in exchange
