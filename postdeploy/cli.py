@@ -4,6 +4,7 @@ postdeploy local deploy VERSION [--faults a,b]   deploy a release of the referen
 postdeploy local status | rollback | stop         inspect, roll back, stop it
 postdeploy local faults                           the faults a release can carry
 postdeploy local logs [-n N]                      the serving release's log lines
+postdeploy report [--reports-dir DIR]             the HTML report from allure-results, with history
 """
 
 from __future__ import annotations
@@ -140,6 +141,28 @@ def cmd_watch(args: argparse.Namespace) -> int:
     return int(result.verdict["exit_status"])
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from postdeploy import htmlreport
+
+    reports = args.reports_dir
+    try:
+        built = htmlreport.build(
+            args.results or reports / "allure-results",
+            args.output or reports / "allure-report",
+            args.history or reports / "allure-history.jsonl",
+            rootdir=Path.cwd(),
+            name=args.name or htmlreport.DEFAULT_NAME,
+            history_limit=htmlreport.DEFAULT_HISTORY_LIMIT
+            if args.history_limit is None
+            else args.history_limit,
+        )
+    except htmlreport.ReportError as exc:
+        print(f"postdeploy: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(built.describe())
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="postdeploy", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -195,6 +218,30 @@ def build_parser() -> argparse.ArgumentParser:
         "--reports-dir", type=Path, default=Path("reports"), help="Where verdict.json goes"
     )
     monitor.set_defaults(handler=cmd_watch)
+
+    report = commands.add_parser(
+        "report", help="Build the HTML report from allure-results (Allure 3), keeping history"
+    )
+    report.add_argument(
+        "--reports-dir", type=Path, default=Path("reports"), metavar="DIR",
+        help="Reports dir (default: reports)",
+    )  # fmt: skip
+    report.add_argument(
+        "--results", type=Path, metavar="DIR", help="Allure results (default: DIR/allure-results)"
+    )
+    report.add_argument(
+        "--output", type=Path, metavar="DIR", help="HTML report (default: DIR/allure-report)"
+    )
+    report.add_argument(
+        "--history", type=Path, metavar="FILE",
+        help="History file, read and extended (default: DIR/allure-history.jsonl)",
+    )  # fmt: skip
+    report.add_argument(
+        "--history-limit", type=int, default=None, metavar="N",
+        help="Builds kept in the history (default: 50)",
+    )  # fmt: skip
+    report.add_argument("--name", default=None, help="Report title")
+    report.set_defaults(handler=cmd_report)
     return parser
 
 

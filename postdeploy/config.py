@@ -130,6 +130,104 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "webhook_url_env": Key(str, "", help="env var holding a generic JSON webhook URL"),
         "timeout_s": Key((int, float), 5.0, help="timeout of each notification request"),
     },
+    # Security suite: TLS (sslyze) ...
+    "tls": {
+        "cert_min_days": Key((int, float), 14.0, help="fail when the certificate expires sooner"),
+        "mozilla_profile": Key(
+            str, "intermediate", help="Mozilla TLS configuration: modern, intermediate or old"
+        ),
+    },
+    # ... and headers, authentication, input handling, rate limiting.
+    "security": {
+        "min_grade": Key(str, "B", help="lowest HTTP Observatory grade accepted (A+ ... F)"),
+        "hsts_min_age_s": Key((int, float), 15552000, help="shortest HSTS max-age (6 months)"),
+        "rate_limit_login": Key((int, float), 10, help="login attempts per email before a 429"),
+        "rate_limit_margin": Key(
+            (int, float), 3, help="attempts sent past the limit before giving up (never more)"
+        ),
+        "fuzz_examples": Key(
+            (int, float), 10, help="schemathesis examples per API operation and mode (max 20)"
+        ),
+    },
+    # Monitoring suite; a list may also be written as one comma-separated string.
+    "monitoring": {
+        "metric_families": Key(
+            (list, str),
+            "la_http_requests_total,la_http_request_duration_seconds,la_app_info",
+            help="metric families /metrics must expose",
+        ),
+        "synthetic_requests": Key((int, float), 5, help="requests each check sends first"),
+        "prometheus_url": Key(
+            str, "", help="Prometheus to query; empty: the harness starts one for a local target"
+        ),
+        "prometheus_token_env": Key(str, "", help="env var holding a Prometheus bearer token"),
+        "scrape_job": Key(str, "learning-assistant", help="Prometheus job scraping the target"),
+        "scrape_interval_s": Key(
+            (int, float), 1.0, help="scrape/evaluation interval of a harness-started Prometheus"
+        ),
+        "required_alert_rules": Key(
+            (list, str),
+            "LearningAssistantInstanceDown,LearningAssistantHighErrorRate,"
+            "LearningAssistantHighLatency",
+            help="alerting rules that must be loaded",
+        ),
+        "severity_label": Key(str, "severity", help="alert label holding the severity"),
+        "critical_severity": Key(str, "critical", help="severity of alerts that must not fire"),
+        "service_label": Key(str, "job", help="alert label whose value is scrape_job"),
+        "query_timeout_s": Key((int, float), 5.0, help="timeout of each monitoring API call"),
+        "prometheus_wait_s": Key(
+            (int, float), 20.0, help="how long to wait for the scrape and the synthetic traffic"
+        ),
+        "sentry_api_url": Key(
+            str, "", help="Sentry web API base; empty: the local stand-in for a local target"
+        ),
+        "sentry_org": Key(str, "", help="Sentry organization slug"),
+        "sentry_project": Key(str, "", help="Sentry project slug"),
+        "sentry_token_env": Key(str, "SENTRY_AUTH_TOKEN", help="env var holding a Sentry token"),
+        "sentry_wait_s": Key((int, float), 15.0, help="how long to wait for the error event"),
+        "error_trigger_token_env": Key(
+            str, "LA_ERROR_TRIGGER_TOKEN", help="env var holding the test-only error route token"
+        ),
+        "loki_url": Key(str, "", help="Grafana Loki to read logs from; empty: platform driver"),
+        "loki_query": Key(
+            str, '{service="learning-assistant"}', help="LogQL stream selector of the app's logs"
+        ),
+        "loki_token_env": Key(str, "", help="env var holding a Loki bearer token"),
+        "loki_tenant": Key(str, "", help="X-Scope-OrgID of a multi-tenant Loki"),
+        "log_wait_s": Key((int, float), 10.0, help="how long to wait for a request's log line"),
+        "log_lines": Key((int, float), 5000, help="newest log lines read per attempt"),
+    },
+    # Performance suite: response-time SLOs, static assets, page size.
+    "performance": {
+        "samples": Key((int, float), 20, help="timed requests per key endpoint for its SLO"),
+        "warmup": Key((int, float), 3, help="untimed requests per endpoint before sampling"),
+        "page_weight_budget_kb": Key(
+            (int, float), 500.0, help="largest transfer size of one page with its assets"
+        ),
+    },
+    # Load tests with Locust (suites/performance/test_load.py, load/).
+    "load": {
+        "profile": Key(str, "smoke", help="load profile run by default (--load-profile)"),
+        "workers": Key((int, float), 0, help="Locust worker processes; 0: one process"),
+        "max_users": Key((int, float), 100, help="most simulated users a profile may start"),
+        "max_duration_s": Key((int, float), 1800.0, help="longest a load run may last"),
+        "abort_error_rate": Key(
+            (int, float), 0.1, help="stop the run early once the error ratio passes this"
+        ),
+        "abort_min_requests": Key(
+            (int, float), 50, help="requests before the abort rule is applied"
+        ),
+        "accounts": Key((int, float), 10, help="synthetic accounts per Locust process"),
+    },
+    # Core Web Vitals measured in Chromium (suites/performance/test_web_vitals.py).
+    "vitals": {
+        "runs": Key((int, float), 3, help="page loads per page; the median is judged"),
+        "lcp_ms": Key((int, float), 2500.0, help="Largest Contentful Paint limit"),
+        "cls": Key((int, float), 0.1, help="Cumulative Layout Shift limit"),
+        "inp_ms": Key((int, float), 200.0, help="Interaction to Next Paint limit"),
+        "fcp_ms": Key((int, float), 1800.0, help="First Contentful Paint limit"),
+        "ttfb_ms": Key((int, float), 800.0, help="Time to First Byte limit"),
+    },
 }
 
 

@@ -29,6 +29,8 @@ class Paths:
     page_register: str = "/register"
     page_login: str = "/login"
     page_dashboard: str = "/dashboard"
+    #: test-only route raising an unhandled error (guarded by ERROR_TRIGGER_HEADER)
+    error_trigger: str = "/api/_test/error"
 
     def lesson(self, content_id: int | str) -> str:
         return f"{self.content}/{content_id}"
@@ -47,6 +49,17 @@ CSRF_HEADER = "X-CSRF-Token"
 HEALTH_HEADER = "X-Health-Status"
 #: Request-id header the application honours and echoes.
 REQUEST_ID_HEADER = "X-Request-ID"
+#: Header carrying the secret token of the test-only error route.
+ERROR_TRIGGER_HEADER = "X-Postdeploy-Token"
+#: Sentry tags the test-only error route puts on the error it raises.
+ERROR_RUN_ID_TAG = "postdeploy_run_id"
+ERROR_CHECK_ID_TAG = "postdeploy_check_id"
+
+#: Prometheus metrics the application exposes at PATHS.metrics, and their route label.
+METRIC_REQUESTS = "la_http_requests_total"
+METRIC_LATENCY = "la_http_request_duration_seconds"
+METRIC_APP_INFO = "la_app_info"
+METRIC_ROUTE_LABEL = "route"
 
 LEARNING_STYLES = ("visual", "auditory", "reading", "kinesthetic")
 
@@ -61,3 +74,124 @@ PROTECTED_ROUTES: tuple[tuple[str, str], ...] = (
     ("PUT", PATHS.profile),
     ("DELETE", PATHS.account),
 )
+
+# -- security suite ------------------------------------------------------------------------
+
+#: HTML pages a browser loads (graded, and probed for reflected input); lesson 1 always exists.
+PAGES: tuple[str, ...] = (
+    PATHS.page_home,
+    PATHS.page_register,
+    PATHS.page_login,
+    PATHS.page_dashboard,
+    PATHS.page_lesson(1),
+)
+#: Query parameters sent with hostile values to every page: names pages commonly echo back.
+REFLECTION_PARAMS = ("next", "q", "error")
+#: Parameters an attacker adds to name another user's records; they must change nothing.
+OWNER_PARAMS = ("user_id",)
+#: Protected routes that end the caller's session or account (called last, or without
+#: credentials, by checks that must not end their own session).
+SESSION_ENDING_ROUTES: tuple[tuple[str, str], ...] = (
+    ("POST", PATHS.logout),
+    ("DELETE", PATHS.account),
+)
+
+
+@dataclass(frozen=True)
+class JsonInput:
+    """A JSON body the API accepts, with a valid example whose fields get hostile values.
+
+    When it does not carry the payload, ``email_field`` gets a fresh synthetic address, or,
+    where the input ``creates_account``, the address of an existing synthetic account: the
+    request then runs through validation, hashing and the insert, and ends as a duplicate
+    (409) instead of leaving an account behind.
+    """
+
+    method: str
+    path: str
+    example: tuple[tuple[str, object], ...]
+    authenticated: bool = False
+    email_field: str | None = None
+    creates_account: bool = False
+
+
+JSON_INPUTS: tuple[JsonInput, ...] = (
+    JsonInput(
+        "POST",
+        PATHS.register,
+        (("email", ""), ("password", "correct-horse-battery"), ("name", "Synthetic Learner")),
+        email_field="email",
+        creates_account=True,
+    ),
+    JsonInput(
+        "POST", PATHS.login, (("email", ""), ("password", "not-the-password")), email_field="email"
+    ),
+    JsonInput(
+        "POST",
+        PATHS.session,
+        (("content_id", 1), ("duration_s", 60), ("score", 80)),
+        authenticated=True,
+    ),
+    JsonInput(
+        "PUT",
+        PATHS.profile,
+        (("learning_style", "visual"), ("preferences", {})),
+        authenticated=True,
+    ),
+)
+#: Paths with a parameter, as templates for ``str.format`` (the parameter gets the payload).
+PATH_INPUTS: tuple[str, ...] = (PATHS.lesson("{}"), PATHS.page_lesson("{}"))
+
+# -- performance suite and browser journeys ------------------------------------------------
+
+#: Where the static files are served from (compression, caching, page weight).
+STATIC_PREFIX = "/static/"
+#: Key pages judged for web vitals and page weight: name -> path (lesson 1 always exists).
+KEY_PAGES: dict[str, str] = {
+    "landing": PATHS.page_home,
+    "login": PATHS.page_login,
+    "dashboard": PATHS.page_dashboard,
+    "lesson": PATHS.page_lesson(1),
+}
+#: Key pages that show their real content only to a logged-in user.
+PAGES_NEEDING_LOGIN = frozenset({"dashboard"})
+
+
+@dataclass(frozen=True)
+class Selectors:
+    """The page elements browser journeys and web-vitals interactions use (CSS selectors)."""
+
+    register_form: str = "#register-form"
+    register_submit: str = "#register-submit"
+    login_form: str = "#login-form"
+    login_submit: str = "#login-submit"
+    form_error: str = "#form-error"
+    name_input: str = 'input[name="name"]'
+    email_input: str = 'input[name="email"]'
+    password_input: str = 'input[name="password"]'  # noqa: S105 - a CSS selector
+    welcome: str = "#welcome"
+    progress_completed: str = "#progress-completed"
+    progress_sessions: str = "#progress-sessions"
+    progress_time: str = "#progress-time"
+    progress_score: str = "#progress-score"
+    logout_button: str = "#logout-button"
+    lesson_links: str = 'main a[href^="/lessons/"]'
+    lesson_title: str = "#lesson-title"
+    lesson_body: str = "#lesson-body"
+    score: str = "#score"
+    complete_lesson: str = "#complete-lesson"
+    lesson_status: str = "#lesson-status"
+    back_to_dashboard: str = "#back-to-dashboard"
+    hero: str = "#hero"
+
+
+UI = Selectors()
+#: What a web-vitals run clicks on each key page: a real interaction, measured for INP.
+VITALS_INTERACTIONS: dict[str, str] = {
+    "landing": UI.hero,
+    "login": UI.email_input,
+    "dashboard": UI.progress_completed,
+    "lesson": UI.score,
+}
+#: What the lesson page shows once the learning session is stored.
+LESSON_COMPLETED_TEXT = "Lesson completed"

@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 RECORDER_KEY = pytest.StashKey[Recorder]()
 #: Connect timeout of the one reachability probe per target and run.
 PROBE_CONNECT_TIMEOUT_S = 5.0
+#: Platforms whose driver's current release carries the app's version (the command driver's
+#: releases_command says it); the others know platform release ids (v12, a task definition).
+APP_VERSION_PLATFORMS = frozenset({"command"})
 
 
 def _settings(config: pytest.Config) -> RunSettings:
@@ -111,6 +114,13 @@ def expected_version(request: pytest.FixtureRequest, target: Target) -> str | No
 
         current = LocalPlatform(target.url).current()
         return current.version if current else None
+    if target.platform in APP_VERSION_PLATFORMS:
+        from postdeploy.rollback import DriverError, driver_for
+
+        try:
+            return driver_for(target).current().version or None
+        except DriverError:
+            return None  # the driver cannot tell; only --expect-version can
     return None
 
 

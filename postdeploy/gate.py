@@ -25,6 +25,12 @@ PROP_GATING = "postdeploy_gating"
 PROP_KIND = "postdeploy_kind"
 PROP_CATEGORY = "postdeploy_category"
 PROP_VERSION = "postdeploy_serving_version"
+#: The quarantine entry that matched the test (``--quarantine``); it then never gates.
+PROP_QUARANTINED = "postdeploy_quarantined"
+#: How many times the test ran (more than 1 when a failure was rerun).
+PROP_ATTEMPTS = "postdeploy_attempts"
+#: The failure of the first attempt when the test was rerun.
+PROP_FIRST_FAILURE = "postdeploy_first_failure"
 #: Longest failure message kept in the verdict.
 MAX_MESSAGE = 2000
 
@@ -93,6 +99,10 @@ class TargetResults:
     categories: dict[str, str] = field(default_factory=dict)
     failures: list[Failure] = field(default_factory=list)
     gating_selected: int = 0
+    #: quarantined test -> the quarantine entry that matched it
+    quarantined: dict[str, str] = field(default_factory=dict)
+    #: rerun test -> (attempts, the first attempt's failure)
+    reruns: dict[str, tuple[int, str]] = field(default_factory=dict)
 
     def record(
         self,
@@ -115,6 +125,16 @@ class TargetResults:
             self.categories[nodeid] = category
         if outcome in (Outcome.FAILED, Outcome.BROKEN):
             self.failures.append(Failure(nodeid, outcome, gating, phase, message[:MAX_MESSAGE]))
+
+    def note_quarantined(self, nodeid: str, entry: str) -> None:
+        self.quarantined[nodeid] = entry
+
+    def note_rerun(self, nodeid: str, attempts: int, first_failure: str) -> None:
+        self.reruns[nodeid] = (attempts, first_failure[:MAX_MESSAGE])
+
+    def flaky(self) -> list[str]:
+        """Tests that failed, then passed when rerun: reported, never hidden."""
+        return sorted(n for n in self.reruns if self.outcomes.get(n) is Outcome.PASSED)
 
     def counts(self, only_gating: bool = False) -> dict[str, int]:
         counter = Counter(
@@ -150,4 +170,6 @@ class TargetResults:
                 else "no gating check was executed (all skipped or deselected)"
             )
             return Gate.INCONCLUSIVE, why
-        return Gate.PASSED, f"{gating['passed']} gating check(s) passed"
+        flaky = [name for name in self.flaky() if name in self.gating]
+        note = f" ({len(flaky)} only on rerun: flaky)" if flaky else ""
+        return Gate.PASSED, f"{gating['passed']} gating check(s) passed{note}"

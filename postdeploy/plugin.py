@@ -27,6 +27,7 @@ from postdeploy.gate import (
     Outcome,
     classify,
 )
+from postdeploy.load import load_profile_option, load_workers_option
 
 if TYPE_CHECKING:
     from collections.abc import Generator
@@ -139,10 +140,45 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="Send the run's notifications to the targets' channels (default: on)",
     )
     group.addoption(
+        "--quarantine",
+        dest="postdeploy_quarantine",
+        default=None,
+        metavar="FILE",
+        help="Checks known to be flaky (one node id or pattern a line): they run and are "
+        "reported but never gate; a failing one is rerun once",
+    )
+    group.addoption(
+        "--rerun",
+        dest="postdeploy_reruns",
+        type=int,
+        default=0,
+        metavar="N",
+        help="Rerun every failing check up to N times; one that then passes is reported "
+        "as flaky (default: 0)",
+    )
+    group.addoption(
         "--run-id",
         dest="postdeploy_run_id",
         default=None,
         help="Identifier of this run (default: generated); tags synthetic data",
+    )
+    group.addoption(
+        "--load-profile",
+        dest="postdeploy_load_profile",
+        default=None,
+        type=load_profile_option,
+        metavar="NAME",
+        help="Locust load profile: quick, smoke, capacity, baseline, stress, spike or soak "
+        "(default: the target's [load] profile)",
+    )
+    group.addoption(
+        "--load-workers",
+        dest="postdeploy_load_workers",
+        default=None,
+        type=load_workers_option,
+        metavar="N",
+        help="Run Locust distributed: one master and N worker processes (default: the "
+        "target's [load] workers, 0 = one process)",
     )
 
 
@@ -236,8 +272,16 @@ def pytest_configure(config: pytest.Config) -> None:
     # A validation run leaves its reports in the reports dir unless told otherwise.
     if getattr(config.option, "allure_report_dir", "unset") is None:
         config.option.allure_report_dir = str(settings.reports_dir / "allure-results")
+        if not hasattr(config, "workerinput"):
+            from postdeploy.allure_files import reset_results_dir
+
+            reset_results_dir(Path(config.option.allure_report_dir))  # one run, one report
     if getattr(config.option, "xmlpath", "unset") is None and not hasattr(config, "workerinput"):
         config.option.xmlpath = str(settings.reports_dir / "junit.xml")
+    from postdeploy import allure, quarantine
+
+    quarantine.configure(config)
+    allure.register(config, settings)
     if hasattr(config, "workerinput"):
         return
     _check_rollback(settings)

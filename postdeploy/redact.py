@@ -46,16 +46,25 @@ SECRET_KEY_PARTS = (
     "private_key",
 )
 
-#: Free-text patterns that look like credentials wherever they appear.
-SECRET_PATTERNS = (
-    re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"),
-    re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"),  # JWT
-    re.compile(r"(?i)\b(la_session|session|token|csrf_token)=([^;,\s&]+)"),
-    re.compile(r"\bAKIA[0-9A-Z]{16}\b"),
-    re.compile(r"\bxox[abprs]-[A-Za-z0-9-]{10,}"),
-    re.compile(r"\bFlyV1 [A-Za-z0-9_=+/,-]{8,}"),
-    re.compile(r"\b(fo1|fm2)_[A-Za-z0-9_-]{8,}"),
-    re.compile(r"\brnd_[A-Za-z0-9]{8,}"),
+#: Free-text patterns that look like credentials wherever they appear, with what replaces them.
+SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"), rf"\1 {REDACTED}"),
+    (re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"), REDACTED),  # JWT
+    (re.compile(r"(?i)\b(la_session|session|token|csrf_token)=([^;,\s&]+)"), rf"\1={REDACTED}"),
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@]+:[^/\s@]+@"), rf"\1{REDACTED}@"),
+    # a JSON secret field quoted inside free text: "access_token": "..."
+    (
+        re.compile(
+            r'(?i)("(?!token_type")[a-z_]*(?:password|token|secret|api_?key|routing_key)[a-z_]*"'
+            r'\s*:\s*")[^"]*(")'
+        ),
+        rf"\1{REDACTED}\2",
+    ),
+    (re.compile(r"\bAKIA[0-9A-Z]{16}\b"), REDACTED),
+    (re.compile(r"\bxox[abprs]-[A-Za-z0-9-]{10,}"), REDACTED),
+    (re.compile(r"\bFlyV1 [A-Za-z0-9_=+/,-]{8,}"), REDACTED),
+    (re.compile(r"\b(fo1|fm2)_[A-Za-z0-9_-]{8,}"), REDACTED),
+    (re.compile(r"\brnd_[A-Za-z0-9]{8,}"), REDACTED),
 )
 
 
@@ -75,13 +84,8 @@ def redact_text(text: str, extra_secrets: Iterable[str] = ()) -> str:
     for secret in extra_secrets:
         if secret and len(secret) >= 4:
             text = text.replace(secret, REDACTED)
-    for pattern in SECRET_PATTERNS:
-        if pattern.groups >= 2:
-            text = pattern.sub(lambda m: f"{m.group(1)}={REDACTED}", text)
-        elif pattern.groups == 1:
-            text = pattern.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
-        else:
-            text = pattern.sub(REDACTED, text)
+    for pattern, replacement in SECRET_PATTERNS:
+        text = pattern.sub(replacement, text)
     return text
 
 

@@ -1,7 +1,14 @@
 """What a run leaves behind: ``verdict.json``, the terminal summary, report attachments.
 
 ``verdict.json`` is what CI reads: per target the gate (passed, failed, inconclusive), why,
-the counts, every failing test with its message, and the rollback record.
+the counts, every failing test with its message, flaky and quarantined checks, and the
+rollback record. ``schemas/verdict.schema.json`` documents every field.
+
+The terminal summary is built from the verdict alone (no I/O, no extra pass over the tests),
+so it adds nothing measurable to a run (``benchmarks/bench_report.py``).
+
+Suites attach evidence with :func:`attach_text`, :func:`attach_json` and :func:`attach_file`:
+text and JSON are redacted on the way in, and nothing happens when Allure is not active.
 """
 
 from __future__ import annotations
@@ -11,15 +18,23 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from postdeploy.redact import redact_data
+from postdeploy.redact import redact_data, redact_text, redact_url
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from postdeploy.config import Target
     from postdeploy.gate import TargetResults
     from postdeploy.rollback.controller import RollbackRecord
 
 VERDICT_FILE = "verdict.json"
 VERDICT_SCHEMA_VERSION = 1
+#: The schema of verdict.json, relative to the repository root.
+VERDICT_SCHEMA = Path("schemas") / "verdict.schema.json"
+#: Category column width and the counts shown per row in the terminal summary.
+SUMMARY_COUNTS = ("passed", "failed", "broken", "skipped")
+#: Longest first-failure text shown per flaky check in the terminal summary.
+SUMMARY_MESSAGE_CHARS = 160
 
 
 def now() -> str:
@@ -33,9 +48,20 @@ def target_verdict(
     serving_version: str | None = None,
 ) -> dict[str, Any]:
     gate, reason = results.verdict()
+    reruns = [
+        {
+            "test": nodeid,
+            "attempts": attempts,
+            "outcome": str(results.outcomes.get(nodeid, "passed")),
+            "first_failure": first_failure,
+            "gating": nodeid in results.gating,
+            "quarantined": nodeid in results.quarantined,
+        }
+        for nodeid, (attempts, first_failure) in sorted(results.reruns.items())
+    ]
     return {
         "platform": target.platform,
-        "url": target.url,
+        "url": redact_url(target.url),
         "serving_version": serving_version,
         "gate": str(gate),
         "reason": reason,
@@ -43,44 +69,161 @@ def target_verdict(
         "gating_counts": results.counts(only_gating=True),
         "categories": results.by_category(),
         "failures": [f.to_dict() for f in results.failures],
+        "flaky": results.flaky(),
+        "reruns": reruns,
+        "quarantined": [
+            {"test": nodeid, "entry": entry, "outcome": str(results.outcomes.get(nodeid, ""))}
+            for nodeid, entry in sorted(results.quarantined.items())
+        ],
         "rollback": rollback.to_dict() if rollback else None,
     }
 
 
-def write_verdict(path: Path, verdict: dict[str, Any]) -> None:
-    """Write ``verdict.json`` atomically, with every secret-looking value redacted."""
+def scrub_data(value: Any, secrets: tuple[str, ...]) -> Any:
+    """``secrets`` out of every string of a JSON value (already through ``redact_data``)."""
+    if not secrets:
+        return value
+    if isinstance(value, dict):
+        return {k: scrub_data(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub_data(v, secrets) for v in value]
+    if isinstance(value, str) and any(secret in value for secret in secrets):
+        return redact_text(value, secrets)
+    return value
+
+
+def write_verdict(path: Path, verdict: dict[str, Any], secrets: Iterable[str] = ()) -> None:
+    """Write ``verdict.json`` atomically, with every secret-looking value redacted, and every
+    one of ``secrets`` (the values this run knows to be secret) wherever it appears."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(redact_data(verdict), indent=2) + "\n", encoding="utf-8")
+    clean = scrub_data(redact_data(verdict), tuple(secrets))
+    tmp.write_text(json.dumps(clean, indent=2) + "\n", encoding="utf-8")
     tmp.replace(path)
 
 
-def summary_lines(verdict: dict[str, Any]) -> list[str]:
-    """The terminal summary: one block per target, one row per category."""
-    lines: list[str] = []
-    header = (
-        f"{'target':<10} {'category':<12} {'passed':>6} {'failed':>6} {'broken':>6} {'skipped':>7}"
-    )
-    lines.append(header)
-    lines.append("-" * len(header))
+def _rollback_lines(name: str, data: dict[str, Any], mode: str) -> list[str]:
+    rollback = data.get("rollback") or {}
+    status = rollback.get("status", "not-needed")
+    pad = f"{'':<10}"
+    if status == "not-needed":
+        if data["gate"] == "failed" and mode == "off":
+            return [f"{name:<10} rollback: off - nothing was rolled back (--rollback auto would)"]
+        return [f"{name:<10} rollback: not needed"]
+    lines = [f"{name:<10} rollback ({rollback['mode']}): {status} - {rollback['reason']}"]
+    verb = "would call" if status == "dry-run" else "called"
+    lines += [f"{pad}   {verb}: {call}" for call in rollback.get("calls") or []]
+    verification = rollback.get("verification") or {}
+    if verification.get("status"):
+        lines.append(f"{pad}   verification: {verification['status']}")
+    return lines
+
+
+def _short(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= SUMMARY_MESSAGE_CHARS else text[: SUMMARY_MESSAGE_CHARS - 3] + "..."
+
+
+def summary_lines(verdict: dict[str, Any], secrets: Iterable[str] = ()) -> list[str]:
+    """The terminal summary: per target a row per category, the gate, the rollback, and the
+    checks that were flaky or quarantined; redacted, and without any of ``secrets``."""
+    header = f"{'target':<10} {'category':<12}" + "".join(f" {c:>7}" for c in SUMMARY_COUNTS)
+    lines = [header, "-" * len(header)]
+    mode = verdict.get("rollback_mode", "off")
     for name, data in verdict["targets"].items():
-        for category, counts in data["categories"].items() or [("-", {})]:
+        rows = list(data["categories"].items())
+        if len(rows) != 1:
+            rows.append(("total", data["counts"]))
+        for category, counts in rows:
             lines.append(
-                f"{name:<10} {category:<12} {counts.get('passed', 0):>6} "
-                f"{counts.get('failed', 0):>6} {counts.get('broken', 0):>6} "
-                f"{counts.get('skipped', 0):>7}"
+                f"{name:<10} {category:<12}"
+                + "".join(f" {counts.get(c, 0):>7}" for c in SUMMARY_COUNTS)
             )
         lines.append(f"{name:<10} gate: {data['gate'].upper()} - {data['reason']}")
-        rollback = data.get("rollback")
-        if rollback and rollback["status"] != "not-needed":
+        lines += _rollback_lines(name, data, mode)
+        reruns = {r["test"]: r for r in data.get("reruns", [])}
+        for test in data.get("flaky", []):
+            rerun = reruns.get(test, {})
             lines.append(
-                f"{name:<10} rollback ({rollback['mode']}): {rollback['status']} - "
-                f"{rollback['reason']}"
+                f"{name:<10} flaky: {test} passed on attempt {rerun.get('attempts', '?')}; "
+                f"first failure: {_short(rerun.get('first_failure', ''))}"
             )
-            for call in rollback.get("calls") or []:
-                lines.append(
-                    f"{'':<10}   would call: {call}"
-                    if rollback["status"] == "dry-run"
-                    else f"{'':<10}   called: {call}"
-                )
-    return lines
+        for entry in data.get("quarantined", []):
+            lines.append(
+                f"{name:<10} quarantined (reported, never gates): {entry['test']} "
+                f"{entry['outcome'] or 'not run'}"
+            )
+    quarantine = verdict.get("quarantine") or {}
+    for unused in quarantine.get("unused", []):
+        lines.append(f"quarantine: {unused} matched no collected check")
+    secrets = tuple(secrets)
+    return [redact_text(line, secrets) for line in lines]
+
+
+# -- attachments for suites -----------------------------------------------------------------
+
+
+def attach_text(name: str, text: str) -> None:
+    """Attach text to the current test's Allure result, redacted."""
+    try:
+        import allure
+    except ImportError:  # pragma: no cover - allure-pytest is a dependency
+        return
+    allure.attach(redact_text(text), name=name, attachment_type=allure.attachment_type.TEXT)
+
+
+def attach_json(name: str, data: Any) -> None:
+    """Attach a JSON value (load stats, web vitals, a TLS scan) to the current test, redacted."""
+    try:
+        import allure
+    except ImportError:  # pragma: no cover
+        return
+    allure.attach(
+        json.dumps(redact_data(data), indent=2, default=str),
+        name=name,
+        attachment_type=allure.attachment_type.JSON,
+    )
+
+
+#: File suffix -> Allure attachment type name, for :func:`attach_file`.
+ATTACHMENT_TYPES = {
+    ".png": "PNG",
+    ".jpg": "JPG",
+    ".jpeg": "JPG",
+    ".svg": "SVG",
+    ".webm": "WEBM",
+    ".mp4": "MP4",
+    ".zip": "ZIP",
+    ".json": "JSON",
+    ".txt": "TEXT",
+    ".log": "TEXT",
+    ".html": "HTML",
+    ".csv": "CSV",
+}
+
+
+def attach_file(path: Path, name: str | None = None) -> None:
+    """Attach a file (screenshot, Playwright trace, Locust CSV) to the current test.
+
+    Text files are read and redacted; binary files are attached as they are, so a suite must
+    not put a secret in a screenshot.
+    """
+    try:
+        import allure
+    except ImportError:  # pragma: no cover
+        return
+    kind = getattr(allure.attachment_type, ATTACHMENT_TYPES.get(path.suffix.lower(), ""), None)
+    types = allure.attachment_type
+    if kind in (types.TEXT, types.CSV, types.JSON):
+        text = path.read_text(encoding="utf-8", errors="replace")
+        body = attach_json_text(text) if path.suffix.lower() == ".json" else redact_text(text)
+        allure.attach(body, name=name or path.name, attachment_type=kind)
+        return
+    allure.attach.file(str(path), name=name or path.name, attachment_type=kind)
+
+
+def attach_json_text(text: str) -> str:
+    try:
+        return json.dumps(redact_data(json.loads(text)), indent=2)
+    except ValueError:
+        return redact_text(text)

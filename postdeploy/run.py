@@ -9,14 +9,18 @@ gate per target, hands a failed gate to the rollback controller at once, and at 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from postdeploy.gate import (
+    PROP_ATTEMPTS,
     PROP_CATEGORY,
+    PROP_FIRST_FAILURE,
     PROP_GATING,
     PROP_KIND,
+    PROP_QUARANTINED,
     PROP_TARGET,
     PROP_VERSION,
     Gate,
@@ -96,10 +100,18 @@ class ValidationRun:
         results = self.results[name]
         failed_before = results.gate_failed
         kind = Outcome(props.get(PROP_KIND, "passed"))
+        # A quarantined check is reported like any other but never gates.
+        quarantined = props.get(PROP_QUARANTINED)
+        if quarantined:
+            results.note_quarantined(report.nodeid, str(quarantined))
+        if props.get(PROP_ATTEMPTS):
+            results.note_rerun(
+                report.nodeid, int(props[PROP_ATTEMPTS]), str(props.get(PROP_FIRST_FAILURE, ""))
+            )
         results.record(
             report.nodeid,
             kind,
-            gating=bool(props.get(PROP_GATING)),
+            gating=bool(props.get(PROP_GATING)) and not quarantined,
             category=props.get(PROP_CATEGORY, ""),
             phase=report.when,
             message=_message(report) if kind in (Outcome.FAILED, Outcome.BROKEN) else "",
@@ -146,6 +158,8 @@ class ValidationRun:
             "rollback_mode": self.settings.rollback,
             "expect_version": self.settings.expect_version,
             "exit_status": status,
+            "source": "pytest",
+            "quarantine": self._quarantine(),
             "targets": targets,
         }
         from postdeploy.announce import announce
@@ -156,12 +170,46 @@ class ValidationRun:
                 if self.settings.notify
                 else []
             )
-        write_verdict(self.settings.reports_dir / VERDICT_FILE, self.verdict)
+        from postdeploy.allure_files import known_secrets
+
+        write_verdict(
+            self.settings.reports_dir / VERDICT_FILE,
+            self.verdict,
+            known_secrets(self.settings.targets.values()),
+        )
+        self._finish_reports()
+
+    def _quarantine(self) -> dict[str, Any] | None:
+        from postdeploy.quarantine import QUARANTINE_FILE_KEY
+
+        quarantine = self.config.stash.get(QUARANTINE_FILE_KEY, None)
+        if quarantine is None:
+            return None
+        seen = {e for r in self.results.values() for e in r.quarantined.values()}
+        return {
+            "file": str(quarantine.path),
+            "entries": [e.describe() for e in quarantine.entries],
+            "unused": [e.describe() for e in quarantine.entries if e.describe() not in seen],
+        }
+
+    def _finish_reports(self) -> None:
+        """Allure's environment, executor and categories files; scrub the results and junit."""
+        from postdeploy import allure_files
+
+        results_dir = getattr(self.config.option, "allure_report_dir", None)
+        if results_dir and self.verdict is not None:
+            allure_files.write_run_files(Path(results_dir), self.settings, self.verdict)
+        xmlpath = getattr(self.config.option, "xmlpath", None)
+        if xmlpath:
+            secrets = allure_files.known_secrets(self.settings.targets.values())
+            allure_files.scrub_junit(Path(xmlpath), secrets)
 
     def pytest_terminal_summary(self, terminalreporter: TerminalReporter) -> None:
         if self.verdict is None:
             return
         terminalreporter.section("postdeploy verdict")
-        for line in summary_lines(self.verdict):
+        from postdeploy.allure_files import known_secrets
+
+        for line in summary_lines(self.verdict, known_secrets(self.settings.targets.values())):
             terminalreporter.write_line(line)
         terminalreporter.write_line(f"verdict: {self.settings.reports_dir / VERDICT_FILE}")

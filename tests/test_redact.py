@@ -69,3 +69,16 @@ def test_recorded_exchanges_never_carry_credentials():
         assert secret not in rendered
     assert "a@example.com" in rendered
     assert "HTTP 200" in rendered
+
+
+def test_credentials_inside_urls_in_free_text_are_removed():
+    text = "redeploy on https://deployer:hunter22pw@127.0.0.1:18443 now"
+    assert redact_text(text) == f"redeploy on https://{REDACTED}@127.0.0.1:18443 now"
+
+
+def test_json_secret_fields_quoted_in_free_text_are_removed():
+    text = 'got {"access_token": "opaque-123456", "token_type": "bearer", "email": "a@b.c"}'
+    redacted = redact_text(text)
+    assert "opaque-123456" not in redacted
+    assert '"token_type": "bearer"' in redacted
+    assert "a@b.c" in redacted

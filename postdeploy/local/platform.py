@@ -13,6 +13,8 @@ State lives in ``POSTDEPLOY_STATE_DIR`` (default ``.postdeploy/`` in the reposit
     secret.key          the app's signing key (kept so tokens survive a redeploy)
     learning_assistant.db
     logs/<release>.log  the app's JSON log lines, one file per release
+    sentry-standin/     the local Sentry stand-in each deployment reports to (sentry_standin.py)
+    error-trigger.token the secret of the app's test-only error route
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from postdeploy.local import certs
+from postdeploy.local import certs, sentry_standin, tls_profiles
 
 STATE_DIR_ENV = "POSTDEPLOY_STATE_DIR"
 APP_DIR_ENV = "POSTDEPLOY_APP_DIR"
@@ -180,6 +182,11 @@ class ServerOptions:
 def server_options(faults: Sequence[str]) -> ServerOptions:
     """Faults that live in the platform rather than the app (TLS, for example)."""
     options = ServerOptions()
+    tls = tls_profiles.server_tls(faults)
+    options.uvicorn_args += tls.uvicorn_args
+    options.env.update(tls.env)
+    if tls.cert_valid_days is not None:
+        options.cert_valid_days = tls.cert_valid_days
     return options
 
 
@@ -334,6 +341,7 @@ class LocalPlatform:
             if deployment is not None:
                 self._terminate(deployment.pid)
                 state.deployment = None
+            sentry_standin.stop(self.state_dir)
         return deployment
 
     def ensure_deployed(self, version: str, run_id: str) -> tuple[LocalRelease, bool]:
@@ -357,6 +365,7 @@ class LocalPlatform:
                 return False
             self._terminate(deployment.pid)
             state.deployment = None
+            sentry_standin.stop(self.state_dir)
             return True
 
     def logs(self, limit: int = 200, release_id: int | None = None) -> list[str]:
@@ -446,6 +455,8 @@ class LocalPlatform:
             "LA_DATABASE": str(self.state_dir / DATABASE_FILE),
             "LA_SECRET_KEY": self._secret_key(),
             "LA_RATE_LIMIT_REGISTER": str(LOCAL_REGISTER_LIMIT),
+            # error tracking: the local Sentry stand-in, and the test-only error route's token
+            **sentry_standin.deployment_env(self.state_dir),
             **options.env,
         }
         command = [

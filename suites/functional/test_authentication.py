@@ -29,6 +29,7 @@ def test_logged_in_user_can_read_their_account(api, user):
     assert json_body(response)["email"] == user.email
 
 
+@pytest.mark.gating
 def test_wrong_password_is_refused(api, new_user):
     user = new_user.register()
     response = api.post(
