@@ -1,0 +1,77 @@
+"""Forged credentials, crafted from the structure of a real token (a JWT: header.claims.sig).
+
+Nothing here knows the target's signing key: a forged token is either unsigned (``alg:
+none``), carries a signature that cannot match, or claims an expiry in the past with the
+original signature (which no longer matches the changed claims either). A target must refuse
+all of them; one that accepts any is trusting claims it did not verify.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+from typing import Any
+
+TOKEN_PARTS = 3
+#: How far in the past the forged expiry lies.
+EXPIRED_AGO_S = 3600
+NO_CREDENTIALS = "no credentials"
+BAD_SIGNATURE = "bad signature"
+EXPIRED = "expired"
+ALG_NONE = "alg none"
+#: Every kind of credential a protected route must refuse.
+KINDS = (NO_CREDENTIALS, BAD_SIGNATURE, EXPIRED, ALG_NONE)
+
+
+class TokenFormatError(ValueError):
+    """The target's token is not a JWT, so it cannot be forged by structure."""
+
+
+def _decode(part: str) -> dict[str, Any]:
+    try:
+        value = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+    except (binascii.Error, ValueError) as exc:
+        raise TokenFormatError(f"a token part is not base64url JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise TokenFormatError("a token part is not a JSON object")
+    return value
+
+
+def _encode(value: dict[str, Any]) -> str:
+    raw = json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def _different(tail: str) -> str:
+    return "AAAA" if tail != "AAAA" else "BBBB"
+
+
+def split(token: str) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """``(header, claims, signature)`` of a JWT; TokenFormatError if it is not one."""
+    parts = token.split(".")
+    if len(parts) != TOKEN_PARTS:
+        raise TokenFormatError(
+            f"expected a JWT (header.claims.signature), got {len(parts)} part(s)"
+        )
+    return _decode(parts[0]), _decode(parts[1]), parts[2]
+
+
+def forge(token: str, kind: str, now: float | None = None) -> str | None:
+    """A forged variant of ``token`` of the given kind; None for ``no credentials``."""
+    if kind == NO_CREDENTIALS:
+        return None
+    if kind == BAD_SIGNATURE and len(token.split(".")) != TOKEN_PARTS:
+        return token[:-4] + _different(token[-4:])  # an opaque token: tamper with its end
+    header, claims, signature = split(token)
+    head, body = token.split(".")[:2]
+    if kind == BAD_SIGNATURE:
+        return f"{head}.{body}.{signature[:-4]}{_different(signature[-4:])}"
+    if kind == EXPIRED:
+        issued = int(time.time() if now is None else now) - 2 * EXPIRED_AGO_S
+        expired = {**claims, "iat": issued, "exp": issued + EXPIRED_AGO_S}
+        return f"{head}.{_encode(expired)}.{signature}"
+    if kind == ALG_NONE:
+        return f"{_encode({**header, 'alg': 'none'})}.{body}."
+    raise ValueError(f"unknown kind of forged credential {kind!r}; one of {', '.join(KINDS)}")

@@ -1,0 +1,207 @@
+"""Fixtures of the security suite: the expensive things, done once per target and run.
+
+* ``tls_report``: the run's one sslyze scan of the target (shared by xdist workers through a
+  file in the run's directory); the full scan result is attached to the report as JSON.
+* ``security_users``: synthetic users for the whole session, deleted at its end.
+* ``header_samples``: one GET of every page and of a sample of API answers, for the header
+  requirements (each checked against every sampled URL).
+* ``input_answers``: the hostile-input corpus sent to every input of the contract.
+* ``fuzz_report``: schemathesis over the target's OpenAPI document.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from postdeploy.contract import (
+    PAGES,
+    PATHS,
+    PROTECTED_ROUTES,
+    SESSION_COOKIE,
+    SESSION_ENDING_ROUTES,
+)
+from postdeploy.http import new_client
+from postdeploy.observatory import Headers
+from postdeploy.users import SYNTHETIC_DOMAIN, SYNTHETIC_PREFIX, SyntheticUser, UserFactory
+
+if TYPE_CHECKING:
+    from postdeploy.config import Target
+    from postdeploy.security_fuzz import FuzzReport
+    from postdeploy.security_inputs import Answer
+    from postdeploy.tls import TlsReport
+
+#: Answers sampled for the header requirements, besides the pages: JSON, an error, a 401.
+API_SAMPLES = (PATHS.health, PATHS.content, PATHS.lesson(1), "/postdeploy-no-such-page", PATHS.me)
+
+
+@pytest.fixture(scope="session")
+def tls_report(pytestconfig: pytest.Config, target: Target, run_id: str) -> TlsReport:
+    """The run's one TLS scan of ``target`` (the first process to ask scans, others read it)."""
+    from postdeploy.plugin import SETTINGS_KEY
+    from postdeploy.tls import cached_scan
+
+    cache_dir = pytestconfig.stash[SETTINGS_KEY].reports_dir / ".runs" / run_id
+    report = cached_scan(target, cache_dir)
+    _attach(f"sslyze scan of {report.where}", report.scan_json or report.to_json())
+    return report
+
+
+def _attach(name: str, body: str) -> None:
+    try:
+        import allure
+    except ImportError:  # pragma: no cover - allure-pytest is a dependency
+        return
+    allure.attach(body, name=name, attachment_type=allure.attachment_type.JSON)
+
+
+@dataclass
+class SessionUsers:
+    """Synthetic users shared by the suite's session fixtures, deleted at the end."""
+
+    factory: UserFactory
+    main: SyntheticUser
+
+    def new_email(self) -> str:
+        """An address no account has (and none will get: it is only ever refused)."""
+        return f"{SYNTHETIC_PREFIX}{self.factory.run_id}-{secrets.token_hex(4)}@{SYNTHETIC_DOMAIN}"
+
+    def adopt(self, email: str, password: str) -> None:
+        """An account a hostile request created after all: delete it with the others."""
+        self.factory.created.append(SyntheticUser(email, password, "created by a probe"))
+
+
+@pytest.fixture(scope="session")
+def security_users(target: Target, run_id: str) -> Iterator[SessionUsers]:
+    with new_client(target) as client:
+        factory = UserFactory(client, run_id)
+        users = SessionUsers(factory, factory())
+        yield users
+        factory.cleanup()
+
+
+@dataclass(frozen=True)
+class Sample:
+    url: str
+    status: int
+    headers: Headers
+    set_cookies: list[str]
+
+
+@pytest.fixture(scope="session")
+def header_samples(target: Target) -> list[Sample]:
+    """One GET of every page and of a few API answers (a JSON body, a 404, a 401)."""
+    samples = []
+    with new_client(target) as client:
+        for path in (*PAGES, *API_SAMPLES):
+            response = client.get(path)
+            samples.append(
+                Sample(
+                    str(response.url),
+                    response.status_code,
+                    Headers(response.headers.multi_items()),
+                    response.headers.get_list("set-cookie"),
+                )
+            )
+    return samples
+
+
+@dataclass
+class HostileTraffic:
+    """What the corpus and schemathesis got: results, or the exception that stopped them."""
+
+    answers: list[Answer] | BaseException | None = None
+    fuzz: FuzzReport | BaseException | None = None
+
+
+def _needed(session: pytest.Session, fixture: str) -> bool:
+    return any(fixture in getattr(item, "fixturenames", ()) for item in session.items)
+
+
+def _send_corpus(target: Target, users: SessionUsers) -> list[Answer]:
+    from postdeploy.security_inputs import load_corpus, probes, send_all
+
+    to_send = probes(load_corpus(), users.new_email, users.main.email)
+    with new_client(target) as client:
+        answers = send_all(client, to_send, users.main.auth)
+    for answer in answers:
+        if answer.probe.account and answer.status == 201:
+            users.adopt(*answer.probe.account)
+    return answers
+
+
+def _run_fuzz(target: Target, users: SessionUsers) -> FuzzReport:
+    from postdeploy.checks import expect_status, json_body
+    from postdeploy.security_fuzz import FuzzPlan, fuzz
+
+    with new_client(target) as client:
+        document = client.get(PATHS.openapi)
+        expect_status(document, 200, what="fetching the OpenAPI document")
+        plan = FuzzPlan(
+            auth_headers=users.main.auth,
+            protected=frozenset(PROTECTED_ROUTES),
+            destructive=frozenset(SESSION_ENDING_ROUTES),
+            registration=("POST", PATHS.register),
+            existing_email=users.main.email,
+            cookies={SESSION_COOKIE: "unused"},
+        )
+        return fuzz(
+            client,
+            json_body(document),
+            plan,
+            examples=int(target.security.fuzz_examples),
+            on_account=users.adopt,
+        )
+
+
+def _outcome(work: Callable[[], Any]) -> Any:
+    try:
+        return work()
+    except Exception as exc:  # re-raised by the fixture that needs this result
+        return exc
+
+
+@pytest.fixture(scope="session")
+def hostile_traffic(
+    request: pytest.FixtureRequest, target: Target, security_users: SessionUsers
+) -> HostileTraffic:
+    """The corpus and schemathesis, each once and only if a selected test needs it.
+
+    They overlap: the corpus mostly waits on the target, so it runs in a background thread
+    while schemathesis, which mostly generates cases, runs in this one.
+    """
+    traffic = HostileTraffic()
+    with ThreadPoolExecutor(max_workers=1) as background:
+        corpus = None
+        if _needed(request.session, "input_answers"):
+            corpus = background.submit(_outcome, lambda: _send_corpus(target, security_users))
+        if _needed(request.session, "fuzz_report"):
+            traffic.fuzz = _outcome(lambda: _run_fuzz(target, security_users))
+        if corpus is not None:
+            traffic.answers = corpus.result()
+    return traffic
+
+
+@pytest.fixture(scope="session")
+def input_answers(hostile_traffic: HostileTraffic) -> list[Answer]:
+    """Every payload of the corpus against every input of the contract, answered."""
+    answers = hostile_traffic.answers
+    if isinstance(answers, BaseException):
+        raise answers
+    assert answers is not None
+    return answers
+
+
+@pytest.fixture(scope="session")
+def fuzz_report(hostile_traffic: HostileTraffic) -> FuzzReport:
+    """schemathesis over ``/openapi.json``, bounded by ``security.fuzz_examples``."""
+    report = hostile_traffic.fuzz
+    if isinstance(report, BaseException):
+        raise report
+    assert report is not None
+    return report
