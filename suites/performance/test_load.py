@@ -1,0 +1,69 @@
+"""Performance - Load testing: under the load profile, error rate < 0.1 % and p95 < 2 s.
+
+Locust runs in separate processes (``postdeploy/load.py``), never inside pytest. The profile is
+``--load-profile`` or the target's ``[load] profile``; ``--load-workers N`` runs Locust's
+distributed mode (one master, N workers). The Locust HTML report, its CSVs and a per-endpoint
+table are attached to the report.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import allure
+import pytest
+
+from postdeploy.load import LoadSettings, run_load
+from postdeploy.plugin import SETTINGS_KEY
+from postdeploy.users import CleanupWarning
+
+
+def _attach(result) -> None:
+    allure.attach(
+        result.table(),
+        name="load: per-endpoint figures",
+        attachment_type=allure.attachment_type.TEXT,
+    )
+    allure.attach(
+        json.dumps(result.summary, indent=2),
+        name="load: run summary",
+        attachment_type=allure.attachment_type.JSON,
+    )
+    if result.html_report.exists():
+        allure.attach.file(
+            str(result.html_report),
+            name="Locust report",
+            attachment_type=allure.attachment_type.HTML,
+        )
+    for csv_file in result.csv_files():
+        allure.attach.file(
+            str(csv_file), name=csv_file.name, attachment_type=allure.attachment_type.CSV
+        )
+
+
+@pytest.mark.gating
+@pytest.mark.load
+@pytest.mark.slow
+def test_under_load_the_error_rate_and_p95_stay_within_thresholds(target, run_id, pytestconfig):
+    settings = LoadSettings.from_target(
+        target,
+        run_id,
+        profile=pytestconfig.getoption("postdeploy_load_profile"),
+        workers=pytestconfig.getoption("postdeploy_load_workers"),
+    )
+    reports_dir = pytestconfig.stash[SETTINGS_KEY].reports_dir
+    result = run_load(settings, reports_dir / "load" / f"{target.name}-{settings.profile}")
+    _attach(result)
+    if result.leftovers:
+        warnings.warn(
+            CleanupWarning(
+                f"{len(result.leftovers)} synthetic load account(s) could not be deleted: "
+                f"{', '.join(result.leftovers)}"
+            ),
+            stacklevel=1,
+        )
+    problems = result.violations()
+    assert not problems, f"load profile {settings.profile} against {target.url}: " + "; ".join(
+        problems
+    )
