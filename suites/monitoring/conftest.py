@@ -1,0 +1,222 @@
+"""Fixtures of the monitoring suite: the target's monitoring systems, and synthetic traffic.
+
+Every check sends its own synthetic traffic first (requests carrying a unique X-Request-ID)
+and then looks for it, so "no data" is always a failure with its own message, never a pass.
+
+* ``prometheus``: the target's Prometheus (``monitoring.prometheus_url``), or for a local
+  target a real Prometheus the harness starts (once per run, also under xdist) and stops.
+* ``sentry``: the target's Sentry web API, or for a local target the local Sentry stand-in.
+* ``log_source``: Grafana Loki when configured, else the platform driver's logs.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import pytest
+
+from postdeploy.contract import (
+    METRIC_LATENCY,
+    METRIC_REQUESTS,
+    METRIC_ROUTE_LABEL,
+    PATHS,
+    REQUEST_ID_HEADER,
+)
+from postdeploy.http import new_client
+
+if TYPE_CHECKING:
+    import httpx
+
+    from postdeploy.config import Section, Target
+    from postdeploy.errortracking import SentryAPI
+    from postdeploy.logs import LogSource
+    from postdeploy.prometheus import PrometheusAPI, Scrape, ScrapeSpec
+
+#: Route the synthetic traffic goes to (and that the metric queries select).
+SYNTHETIC_PATH = PATHS.health
+
+
+def names(value: list[str] | str) -> list[str]:
+    """A list setting, written as a TOML list or a comma-separated string."""
+    items = value if isinstance(value, list) else value.split(",")
+    return [item.strip() for item in items if item.strip()]
+
+
+@pytest.fixture(scope="session")
+def monitoring(target: Target) -> Section:
+    """The target's ``[targets.NAME.monitoring]`` settings."""
+    return target.monitoring
+
+
+@pytest.fixture(scope="session")
+def required_metric_families(monitoring: Section) -> list[str]:
+    return names(monitoring.metric_families)
+
+
+@pytest.fixture(scope="session")
+def required_alert_rules(monitoring: Section) -> list[str]:
+    return names(monitoring.required_alert_rules)
+
+
+# -- synthetic traffic ----------------------------------------------------------------------
+
+
+SendSynthetic = Callable[["httpx.Client", int, str], list[str]]
+
+
+@pytest.fixture(scope="session")
+def send_synthetic(run_id: str) -> SendSynthetic:
+    """``send(client, count, label)``: ``count`` GETs of SYNTHETIC_PATH with unique request ids.
+
+    Any answer counts (the checks look for the requests, not for their status).
+    """
+
+    def send(client: httpx.Client, count: int, label: str) -> list[str]:
+        sent = []
+        for _ in range(count):
+            request_id = f"pd-{run_id}-{label}-{secrets.token_hex(4)}"
+            client.get(SYNTHETIC_PATH, headers={REQUEST_ID_HEADER: request_id})
+            sent.append(request_id)
+        return sent
+
+    return send
+
+
+# -- Prometheus -----------------------------------------------------------------------------
+
+
+@dataclass
+class Prometheus:
+    """The Prometheus the checks ask, and whether this run started it."""
+
+    api: PrometheusAPI
+    job: str
+    started_here: bool
+    interval_s: float
+
+    def selector(self, **labels: str) -> str:
+        pairs = {"job": self.job, **labels}
+        return ",".join(f'{key}="{value}"' for key, value in pairs.items())
+
+
+def _local_spec(target: Target) -> ScrapeSpec:
+    from postdeploy.local.platform import LocalPlatform
+    from postdeploy.prometheus import ScrapeSpec
+
+    settings = target.monitoring
+    current = LocalPlatform(target.url).current()
+    return ScrapeSpec(
+        url=target.url,
+        ca_file=target.ca_file,
+        job=settings.scrape_job,
+        interval_s=settings.scrape_interval_s,
+        error_ratio=target.thresholds.error_rate,
+        latency_s=target.thresholds.response_time_ms / 1000,
+        severity_label=settings.severity_label,
+        critical=settings.critical_severity,
+        # a platform-side fault of the serving release: Prometheus gets no rules
+        without_rules=current is not None and "alert_rules_missing" in current.faults,
+    )
+
+
+@pytest.fixture(scope="session")
+def prometheus(target: Target, run_id: str) -> Iterator[Prometheus]:
+    """The target's Prometheus; for a local target without one, a real one started here."""
+    from postdeploy.prometheus import PrometheusAPI, run_folder, shared_local_prometheus
+
+    settings = target.monitoring
+    token_env = settings.prometheus_token_env
+    token = os.environ.get(token_env) if token_env else None
+
+    def session(url: str, started_here: bool) -> Prometheus:
+        api = PrometheusAPI(url, settings.query_timeout_s, token)
+        return Prometheus(api, settings.scrape_job, started_here, settings.scrape_interval_s)
+
+    if settings.prometheus_url:
+        configured = session(settings.prometheus_url, started_here=False)
+        yield configured
+        configured.api.close()
+    elif target.platform == "local":
+        folder = run_folder(run_id, target.name)
+        with shared_local_prometheus(folder, _local_spec(target)) as url:
+            local = session(url, started_here=True)
+            yield local
+            local.api.close()
+    else:
+        pytest.skip(
+            f"target {target.name!r} configures no Prometheus: set monitoring.prometheus_url "
+            "to check scraping and alert rules"
+        )
+
+
+@pytest.fixture(scope="session")
+def prometheus_scrape(prometheus: Prometheus, monitoring: Section) -> Scrape:
+    """The scrape job's targets once Prometheus scraped each of them."""
+    from postdeploy.prometheus import wait_for_scrape
+
+    return wait_for_scrape(prometheus.api, prometheus.job, monitoring.prometheus_wait_s)
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """Synthetic requests sent after the first scrape, and what Prometheus had before them."""
+
+    queries: dict[str, str]
+    baselines: dict[str, float]
+    count: int
+
+
+@pytest.fixture(scope="session")
+def prometheus_traffic(
+    target: Target,
+    prometheus: Prometheus,
+    prometheus_scrape: Scrape,
+    monitoring: Section,
+    send_synthetic: SendSynthetic,
+) -> Traffic:
+    route = prometheus.selector(**{METRIC_ROUTE_LABEL: SYNTHETIC_PATH})
+    queries = {
+        "requests": f"sum({METRIC_REQUESTS}{{{route}}})",
+        "latency": f"sum({METRIC_LATENCY}_count{{{route}}})",
+        "buckets": f"count({METRIC_LATENCY}_bucket{{{route}}})",
+    }
+    baselines = {name: prometheus.api.value(queries[name]) for name in ("requests", "latency")}
+    count = int(monitoring.synthetic_requests)
+    with new_client(target) as client:
+        send_synthetic(client, count, "prom")
+    return Traffic(queries, baselines, count)
+
+
+# -- error tracking and logs ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def sentry(target: Target, monitoring: Section) -> Iterator[SentryAPI]:
+    """The target's Sentry web API (for a local target: the local Sentry stand-in)."""
+    from postdeploy.errortracking import SentryAPI, sentry_project
+
+    project = sentry_project(target)
+    if project is None:
+        pytest.skip(
+            f"target {target.name!r} configures no Sentry: set monitoring.sentry_api_url, "
+            "sentry_org and sentry_project to check error tracking"
+        )
+    client = SentryAPI(project, monitoring.query_timeout_s)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def log_source(target: Target) -> Iterator[LogSource]:
+    """Where the deployment's logs are read back: Loki if configured, else the platform."""
+    from postdeploy.logs import log_source as source_for
+
+    source = source_for(target)
+    yield source
+    close = getattr(source, "close", None)
+    if close is not None:
+        close()
