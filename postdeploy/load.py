@@ -19,7 +19,6 @@ import argparse
 import contextlib
 import csv
 import functools
-import importlib.util
 import json
 import os
 import signal
@@ -31,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
+
+from postdeploy.sysutil import import_file
 
 if TYPE_CHECKING:
     from postdeploy.config import Target
@@ -70,18 +71,12 @@ def load_dir() -> Path:
 
 @functools.cache
 def _plans_from(path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location("_postdeploy_load_plans", path)
-    if spec is None or spec.loader is None or not path.exists():
+    module = import_file(path, "_postdeploy_load_plans")
+    if module is None:
         raise LoadError(
             f"the load profiles are missing at {path}; set {LOAD_DIR_ENV} to the folder that "
             f"holds {LOCUSTFILE} and {PLANS_FILE}"
         )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while it loads
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        del sys.modules[spec.name]
     return module
 
 

@@ -40,6 +40,7 @@ from typing import Any
 import httpx
 
 from postdeploy.contract import METRIC_LATENCY, METRIC_REQUESTS, METRIC_ROUTE_LABEL, PATHS
+from postdeploy.sysutil import LockTimeout, exclusive_lock
 
 PROMETHEUS_BINARY = "prometheus"
 DEBIAN_BINARY = "/usr/bin/prometheus"
@@ -425,19 +426,11 @@ def run_folder(run_id: str, target: str) -> Path:
 
 @contextlib.contextmanager
 def _locked(folder: Path) -> Iterator[None]:
-    with open(folder / "lock", "a") as lock:
-        deadline = time.monotonic() + LOCK_TIMEOUT_S
-        while True:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise PrometheusUnavailable(
-                        f"{folder / 'lock'} is held for more than {LOCK_TIMEOUT_S:.0f} s"
-                    ) from None
-                time.sleep(POLL_INTERVAL_S)
-        yield
+    try:
+        with exclusive_lock(folder / "lock", LOCK_TIMEOUT_S, POLL_INTERVAL_S):
+            yield
+    except LockTimeout as exc:
+        raise PrometheusUnavailable(str(exc)) from None
 
 
 def _pid_alive(pid: int) -> bool:

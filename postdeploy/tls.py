@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
 import ipaddress
 import json
 import math
@@ -29,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from cryptography.utils import CryptographyDeprecationWarning
+
+from postdeploy.sysutil import LockTimeout, exclusive_lock
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -399,18 +400,11 @@ def _check_mozilla(report: TlsReport, result: ServerScanResult) -> None:
 
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "w") as lock:
-        deadline = time.monotonic() + CACHE_LOCK_TIMEOUT_S
-        while True:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise TlsScanError(f"gave up waiting for the TLS scan behind {path}") from None
-                time.sleep(CACHE_POLL_S)
-        yield
+    try:
+        with exclusive_lock(path.with_suffix(".lock"), CACHE_LOCK_TIMEOUT_S, CACHE_POLL_S):
+            yield
+    except LockTimeout:
+        raise TlsScanError(f"gave up waiting for the TLS scan behind {path}") from None
 
 
 def cached_scan(target: Target, cache_dir: Path) -> TlsReport:

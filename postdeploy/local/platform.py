@@ -22,8 +22,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import errno
-import fcntl
-import importlib.util
 import json
 import os
 import secrets
@@ -41,6 +39,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from postdeploy.local import certs, sentry_standin, tls_profiles
+from postdeploy.sysutil import LockTimeout, exclusive_lock, import_file
 
 STATE_DIR_ENV = "POSTDEPLOY_STATE_DIR"
 APP_DIR_ENV = "POSTDEPLOY_APP_DIR"
@@ -78,18 +77,12 @@ def default_app_dir() -> Path:
 def load_faults(app_dir: Path | None = None) -> dict[str, str]:
     """The reference app's fault catalogue: name -> what it breaks."""
     path = (app_dir or default_app_dir()) / "learning_assistant" / "faults.py"
-    spec = importlib.util.spec_from_file_location("_postdeploy_app_faults", path)
-    if spec is None or spec.loader is None or not path.exists():
+    module = import_file(path, "_postdeploy_app_faults")
+    if module is None:
         raise LocalPlatformError(
             f"the reference app's fault catalogue is missing at {path}; "
             f"set {APP_DIR_ENV} to the folder that holds learning_assistant/"
         )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while it loads
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        del sys.modules[spec.name]
     return dict(module.FAULTS)
 
 
@@ -233,25 +226,18 @@ class LocalPlatform:
     @contextlib.contextmanager
     def _locked(self) -> Iterator[State]:
         """Exclusive access to the state; writes it back when the block succeeds."""
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.state_dir / "lock", "w") as lock:
-            deadline = time.monotonic() + LOCK_TIMEOUT_S
-            while True:
-                try:
-                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise LocalPlatformError(
-                            f"another postdeploy process holds {self.state_dir / 'lock'} "
-                            f"for more than {LOCK_TIMEOUT_S:.0f} s; wait for it or stop it"
-                        ) from None
-                    time.sleep(POLL_INTERVAL_S)
-            state = self._read()
-            yield state
-            tmp = self._state_file.with_suffix(".tmp")
-            tmp.write_text(state.to_json(), encoding="utf-8")
-            tmp.replace(self._state_file)
+        try:
+            with exclusive_lock(self.state_dir / "lock", LOCK_TIMEOUT_S, POLL_INTERVAL_S):
+                state = self._read()
+                yield state
+                tmp = self._state_file.with_suffix(".tmp")
+                tmp.write_text(state.to_json(), encoding="utf-8")
+                tmp.replace(self._state_file)
+        except LockTimeout:
+            raise LocalPlatformError(
+                f"another postdeploy process holds {self.state_dir / 'lock'} "
+                f"for more than {LOCK_TIMEOUT_S:.0f} s; wait for it or stop it"
+            ) from None
 
     def _read(self) -> State:
         if not self._state_file.exists():
