@@ -20,6 +20,7 @@ import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from postdeploy.redact import redact_data, redact_text, redact_url
 from postdeploy.report import scrub_data
@@ -64,8 +65,6 @@ CATEGORIES: list[dict[str, Any]] = [
     },
 ]
 
-#: ``*_env`` keys whose environment variable holds no secret (a path, a profile name).
-NOT_SECRET_ENV_KEYS = frozenset({"state_dir_env", "profile_env"})
 #: Shorter environment values are not treated as secrets (too likely to match by chance).
 MIN_SECRET_LENGTH = 8
 #: Text files in the results that are scrubbed; anything else (images, traces) is left alone.
@@ -77,27 +76,18 @@ GIT_TIMEOUT_S = 5.0
 
 
 def known_secrets(targets: Iterable[Target]) -> tuple[str, ...]:
-    """The secret values this run can see: what every ``*_env`` key's variable holds, and the
-    password of a URL with credentials in it."""
-    from urllib.parse import urlsplit
-
+    """The secret values this run can see (``Target.secret_values``), long enough that
+    scrubbing them from whole result files cannot hit ordinary text by chance."""
     found: set[str] = set()
-
-    def collect(settings: Mapping[str, Any]) -> None:
-        for key, env_name in settings.items():
-            if key.endswith("_env") and key not in NOT_SECRET_ENV_KEYS and env_name:
-                value = os.environ.get(str(env_name), "")
-                if len(value) >= MIN_SECRET_LENGTH:
-                    found.add(value)
-
     for target in targets:
-        collect(target.settings)
-        for section in target.sections.values():
-            collect(section)
-        for url in (target.url, target.http_url):
-            password = urlsplit(url).password if url else None
-            if password and len(password) >= MIN_SECRET_LENGTH // 2:
-                found.add(password)
+        passwords = {
+            urlsplit(url).password for url in (target.url, target.http_url) if url
+        }  # a URL's password may be shorter than an environment secret
+        found.update(
+            value
+            for value in target.secret_values()
+            if len(value) >= (MIN_SECRET_LENGTH // 2 if value in passwords else MIN_SECRET_LENGTH)
+        )
     # the longest first, so a secret containing another one is replaced whole
     return tuple(sorted(found, key=len, reverse=True))
 

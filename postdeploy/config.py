@@ -34,6 +34,9 @@ class ConfigError(Exception):
 
 _REQUIRED: Any = object()
 
+#: ``*_env`` keys whose environment variable holds no secret (a path, a profile name).
+NOT_SECRET_ENV_KEYS = frozenset({"state_dir_env", "profile_env"})
+
 
 @dataclass(frozen=True)
 class Key:
@@ -290,11 +293,20 @@ class Target:
         return os.environ.get(env_name) if env_name else None
 
     def secret_values(self) -> list[str]:
-        """Every secret this target's configuration points at, to scrub from any output."""
-        names = [v for k, v in self.settings.items() if k.endswith("_env") and v]
-        for section in self.sections.values():
-            names += [v for k, v in section.items() if k.endswith("_env") and v]
-        return [os.environ[name] for name in names if os.environ.get(name)]
+        """Every secret this target's configuration points at, to scrub from any output: the
+        values of the variables its ``*_env`` keys name, and the password of a URL with one."""
+        names = [
+            str(name)
+            for values in (self.settings, *self.sections.values())
+            for key, name in values.items()
+            if key.endswith("_env") and key not in NOT_SECRET_ENV_KEYS and name
+        ]
+        found = [os.environ[name] for name in names if os.environ.get(name)]
+        for url in (self.url, self.http_url):
+            password = urlsplit(url).password if url else None
+            if password:
+                found.append(password)
+        return found
 
     def with_url(self, url: str) -> Target:
         _check_url(url, self.source, f"targets.{self.name}.url")

@@ -92,6 +92,32 @@ def scrub_data(value: Any, secrets: tuple[str, ...]) -> Any:
     return value
 
 
+def verdict_document(
+    *,
+    run_id: str,
+    started_at: str,
+    rollback_mode: str,
+    expect_version: str | None,
+    exit_status: int,
+    source: str,
+    targets: dict[str, Any],
+    **extra: Any,
+) -> dict[str, Any]:
+    """The top level of ``verdict.json`` (schemas/verdict.schema.json), for a run or a watch."""
+    return {
+        "schema_version": VERDICT_SCHEMA_VERSION,
+        "run_id": run_id,
+        "started_at": started_at,
+        "finished_at": now(),
+        "rollback_mode": rollback_mode,
+        "expect_version": expect_version,
+        "exit_status": exit_status,
+        "source": source,
+        **extra,
+        "targets": targets,
+    }
+
+
 def write_verdict(path: Path, verdict: dict[str, Any], secrets: Iterable[str] = ()) -> None:
     """Write ``verdict.json`` atomically, with every secret-looking value redacted, and every
     one of ``secrets`` (the values this run knows to be secret) wherever it appears."""

@@ -29,9 +29,9 @@ from postdeploy.gate import (
 )
 from postdeploy.report import (
     VERDICT_FILE,
-    VERDICT_SCHEMA_VERSION,
     now,
     summary_lines,
+    verdict_document,
     write_verdict,
 )
 from postdeploy.report import target_verdict as build_target_verdict
@@ -150,18 +150,16 @@ class ValidationRun:
         ):
             status = status if status not in (0, 5) else 1
         session.exitstatus = status
-        self.verdict = {
-            "schema_version": VERDICT_SCHEMA_VERSION,
-            "run_id": self.settings.run_id,
-            "started_at": self.started_at,
-            "finished_at": now(),
-            "rollback_mode": self.settings.rollback,
-            "expect_version": self.settings.expect_version,
-            "exit_status": status,
-            "source": "pytest",
-            "quarantine": self._quarantine(),
-            "targets": targets,
-        }
+        self.verdict = verdict_document(
+            run_id=self.settings.run_id,
+            started_at=self.started_at,
+            rollback_mode=self.settings.rollback,
+            expect_version=self.settings.expect_version,
+            exit_status=status,
+            source="pytest",
+            quarantine=self._quarantine(),
+            targets=targets,
+        )
         from postdeploy.announce import announce
 
         for name, entry in targets.items():

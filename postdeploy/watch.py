@@ -27,9 +27,9 @@ from postdeploy.gate import Outcome, TargetResults
 from postdeploy.http import new_client
 from postdeploy.report import (
     VERDICT_FILE,
-    VERDICT_SCHEMA_VERSION,
     now,
     target_verdict,
+    verdict_document,
     write_verdict,
 )
 from postdeploy.rollback.controller import (
@@ -182,16 +182,16 @@ def watch(
     from postdeploy.announce import announce
 
     entry["notifications"] = announce(target, entry, run_id)
-    verdict = {
-        "schema_version": VERDICT_SCHEMA_VERSION,
-        "run_id": run_id,
-        "started_at": started_at,
-        "finished_at": now(),
-        "rollback_mode": str(mode),
-        "expect_version": None,
-        "exit_status": 1 if failed else 0,
-        "source": "watch",
-        "targets": {target.name: entry},
-    }
-    write_verdict(reports_dir / VERDICT_FILE, verdict)
+    verdict = verdict_document(
+        run_id=run_id,
+        started_at=started_at,
+        rollback_mode=str(mode),
+        expect_version=None,
+        exit_status=1 if failed else 0,
+        source="watch",
+        targets={target.name: entry},
+    )
+    from postdeploy.allure_files import known_secrets
+
+    write_verdict(reports_dir / VERDICT_FILE, verdict, known_secrets([target]))
     return WatchResult(results, record, requests, rounds, verdict)
