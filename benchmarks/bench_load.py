@@ -6,7 +6,7 @@
    and alternating, ``--rounds`` times each, median reported, as requests per second of wall
    time and as requests per CPU-second of the load generator's processes (what the generator
    costs, which other work on a shared machine does not distort):
-   * the harness: ``postdeploy.load.run_load`` with the ``capacity`` profile (10 users
+   * the harness: ``postdeploy.performance.load.run_load`` with the ``capacity`` profile (10 users
      requesting / back to back, our locustfile, its abort watcher, a separate process);
    * plain Locust: ``locust --headless -u 10 -t Ns`` with benchmarks/plain_locustfile.py;
    * wrk: ``wrk -t1 -c10 -dNs`` (C, one thread, 10 connections).
@@ -33,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from postdeploy.load import LoadSettings, free_port, parse_stats, run_load
+from postdeploy.performance.load import LoadSettings, free_port, parse_stats, run_load
 
 REPO = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent

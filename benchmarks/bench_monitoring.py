@@ -29,7 +29,7 @@ from pathlib import Path
 
 from postdeploy.config import load_targets
 from postdeploy.local.platform import LocalPlatform
-from postdeploy.prometheus import (
+from postdeploy.monitoring.prometheus import (
     PrometheusAPI,
     ScrapeSpec,
     shared_local_prometheus,

@@ -28,10 +28,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from postdeploy import htmlreport
-from postdeploy.allure_files import known_secrets, scrub_results
 from postdeploy.config import load_targets
-from postdeploy.report import summary_lines
+from postdeploy.reporting import html as htmlreport
+from postdeploy.reporting.allure_files import known_secrets, scrub_results
+from postdeploy.reporting.verdict import summary_lines
 
 REPO = Path(__file__).resolve().parents[1]
 RUN_TIMEOUT_S = 900

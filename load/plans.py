@@ -1,6 +1,7 @@
 """What each load profile does, as plain data (no Locust import).
 
-The harness (``postdeploy/load.py``) reads this file to validate ``--load-profile`` and to
+The harness (``postdeploy/performance/load.py``) reads this file to validate
+``--load-profile`` and to
 check a profile against the target's bounds *before* Locust starts; ``profiles.py`` turns
 each plan into a ``LoadTestShape``. Two kinds of traffic make up a plan:
 

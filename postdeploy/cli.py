@@ -142,7 +142,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from postdeploy import htmlreport
+    from postdeploy.reporting import html as htmlreport
 
     reports = args.reports_dir
     try:

@@ -27,7 +27,7 @@ from postdeploy.gate import (
     Outcome,
     classify,
 )
-from postdeploy.load import load_profile_option, load_workers_option
+from postdeploy.performance.load import load_profile_option, load_workers_option
 
 if TYPE_CHECKING:
     from collections.abc import Generator
@@ -273,12 +273,13 @@ def pytest_configure(config: pytest.Config) -> None:
     if getattr(config.option, "allure_report_dir", "unset") is None:
         config.option.allure_report_dir = str(settings.reports_dir / "allure-results")
         if not hasattr(config, "workerinput"):
-            from postdeploy.allure_files import reset_results_dir
+            from postdeploy.reporting.allure_files import reset_results_dir
 
             reset_results_dir(Path(config.option.allure_report_dir))  # one run, one report
     if getattr(config.option, "xmlpath", "unset") is None and not hasattr(config, "workerinput"):
         config.option.xmlpath = str(settings.reports_dir / "junit.xml")
-    from postdeploy import allure, quarantine
+    from postdeploy import quarantine
+    from postdeploy.reporting import allure_labels as allure
 
     quarantine.configure(config)
     allure.register(config, settings)

@@ -188,7 +188,7 @@ class Reruns:
                     ]
                 ihook.pytest_runtest_logreport(report=report)
             if attempt > 1 and not any(r.failed for r in reports):
-                from postdeploy.allure import mark_flaky
+                from postdeploy.reporting.allure_labels import mark_flaky
 
                 mark_flaky(self.config, attempt, first_failure)
             ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)

@@ -27,14 +27,14 @@ from postdeploy.gate import (
     Outcome,
     TargetResults,
 )
-from postdeploy.report import (
+from postdeploy.reporting.verdict import (
     VERDICT_FILE,
     now,
     summary_lines,
     verdict_document,
     write_verdict,
 )
-from postdeploy.report import target_verdict as build_target_verdict
+from postdeploy.reporting.verdict import target_verdict as build_target_verdict
 from postdeploy.rollback.controller import (
     AUDIT_FILE,
     AuditLog,
@@ -160,7 +160,7 @@ class ValidationRun:
             quarantine=self._quarantine(),
             targets=targets,
         )
-        from postdeploy.announce import announce
+        from postdeploy.reporting.notifications import announce
 
         for name, entry in targets.items():
             entry["notifications"] = (
@@ -168,7 +168,7 @@ class ValidationRun:
                 if self.settings.notify
                 else []
             )
-        from postdeploy.allure_files import known_secrets
+        from postdeploy.reporting.allure_files import known_secrets
 
         write_verdict(
             self.settings.reports_dir / VERDICT_FILE,
@@ -192,7 +192,7 @@ class ValidationRun:
 
     def _finish_reports(self) -> None:
         """Allure's environment, executor and categories files; scrub the results and junit."""
-        from postdeploy import allure_files
+        from postdeploy.reporting import allure_files
 
         results_dir = getattr(self.config.option, "allure_report_dir", None)
         if results_dir and self.verdict is not None:
@@ -206,7 +206,7 @@ class ValidationRun:
         if self.verdict is None:
             return
         terminalreporter.section("postdeploy verdict")
-        from postdeploy.allure_files import known_secrets
+        from postdeploy.reporting.allure_files import known_secrets
 
         for line in summary_lines(self.verdict, known_secrets(self.settings.targets.values())):
             terminalreporter.write_line(line)

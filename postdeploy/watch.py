@@ -25,7 +25,7 @@ import httpx
 from postdeploy.contract import PATHS
 from postdeploy.gate import Outcome, TargetResults
 from postdeploy.http import new_client
-from postdeploy.report import (
+from postdeploy.reporting.verdict import (
     VERDICT_FILE,
     now,
     target_verdict,
@@ -179,7 +179,7 @@ def watch(
         )
     entry = target_verdict(target, results, record)
     entry["gate"], entry["reason"] = ("failed" if failed else "passed"), reason
-    from postdeploy.announce import announce
+    from postdeploy.reporting.notifications import announce
 
     entry["notifications"] = announce(target, entry, run_id)
     verdict = verdict_document(
@@ -191,7 +191,7 @@ def watch(
         source="watch",
         targets={target.name: entry},
     )
-    from postdeploy.allure_files import known_secrets
+    from postdeploy.reporting.allure_files import known_secrets
 
     write_verdict(reports_dir / VERDICT_FILE, verdict, known_secrets([target]))
     return WatchResult(results, record, requests, rounds, verdict)

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from postdeploy import htmlreport
-from postdeploy.allure_files import CATEGORIES, environment_properties, executor
+from postdeploy.reporting import html as htmlreport
+from postdeploy.reporting.allure_files import CATEGORIES, environment_properties, executor
 from tests.test_quarantine import health_standin, make_project, run_project
 
 REPO = Path(__file__).resolve().parents[1]

@@ -18,7 +18,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from postdeploy import htmlreport
+from postdeploy.reporting import html as htmlreport
 from tests.conftest import REPO, SUITE_RUN_TIMEOUT_S, free_port
 
 CORE = ("suites/functional", "suites/monitoring/test_health.py")

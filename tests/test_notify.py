@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from postdeploy.notify import (
+from postdeploy.reporting.channels import (
     PAGERDUTY_EVENTS_URL,
     Notification,
     PagerDutyChannel,

@@ -15,9 +15,12 @@ from types import SimpleNamespace
 import httpx
 import pytest
 
-from postdeploy import browser, load, slo, vitals
+from postdeploy import browser
 from postdeploy.config import load_targets
 from postdeploy.contract import PATHS
+from postdeploy.performance import load
+from postdeploy.performance import response_times as slo
+from postdeploy.performance import web_vitals as vitals
 from postdeploy.redact import REDACTED
 
 REPO = Path(__file__).resolve().parents[1]
@@ -214,7 +217,8 @@ def test_the_locustfile_gets_its_bounds_and_thresholds_from_the_environment(tmp_
 
 def test_importing_the_harness_never_imports_locust_or_gevent():
     code = (
-        "import sys, postdeploy.plugin, postdeploy.load, postdeploy.browser, postdeploy.vitals;"
+        "import sys, postdeploy.plugin, postdeploy.performance.load, postdeploy.browser, "
+        "postdeploy.performance.web_vitals;"
         "print(sorted(m for m in ('gevent', 'locust') if m in sys.modules))"
     )
     done = subprocess.run(

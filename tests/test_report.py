@@ -10,7 +10,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from postdeploy.report import VERDICT_SCHEMA, summary_lines, write_verdict
+from postdeploy.reporting.verdict import VERDICT_SCHEMA, summary_lines, write_verdict
 from tests.test_quarantine import health_standin, make_project, run_project
 
 REPO = Path(__file__).resolve().parents[1]

@@ -9,9 +9,9 @@ import socket
 import httpx
 import pytest
 
-from postdeploy import security_inputs as inputs
-from postdeploy import security_tokens as tokens
 from postdeploy.contract import JSON_INPUTS, PAGES, PATH_INPUTS, PATHS
+from postdeploy.security import auth as tokens
+from postdeploy.security import input_validation as inputs
 
 EXISTING = "pd-existing@example.com"
 

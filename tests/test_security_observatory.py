@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from postdeploy import observatory as obs
-from postdeploy.observatory import Headers, Observation
+from postdeploy.security import headers as obs
+from postdeploy.security.headers import Headers, Observation
 
 #: The reference app's headers (fixtures/learning_assistant/security.py).
 GOOD_HEADERS = {

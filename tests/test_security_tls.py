@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from postdeploy import tls
 from postdeploy.config import load_targets
 from postdeploy.local import certs
 from postdeploy.local.tls_profiles import INTERMEDIATE_CIPHERS
+from postdeploy.security import tls
 
 #: Network timeouts: short where the server is meant to fail, roomier where every probe must
 #: get its answer on a busy machine.

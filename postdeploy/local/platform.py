@@ -38,11 +38,10 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from postdeploy import paths
 from postdeploy.local import certs, sentry_standin, tls_profiles
 from postdeploy.sysutil import LockTimeout, exclusive_lock, import_file
 
-STATE_DIR_ENV = "POSTDEPLOY_STATE_DIR"
-APP_DIR_ENV = "POSTDEPLOY_APP_DIR"
 DEFAULT_VERSION = "1.0.0"
 APP_FACTORY = "learning_assistant.app:create_app"
 #: How long a new deployment may take to answer its first request.
@@ -59,29 +58,14 @@ class LocalPlatformError(Exception):
     """A local deployment operation failed; the message says why and what to do."""
 
 
-def repo_root() -> Path:
-    return Path(__file__).resolve().parents[2]
-
-
-def default_state_dir() -> Path:
-    configured = os.environ.get(STATE_DIR_ENV)
-    return Path(configured) if configured else repo_root() / ".postdeploy"
-
-
-def default_app_dir() -> Path:
-    """The folder that holds the ``learning_assistant`` package."""
-    configured = os.environ.get(APP_DIR_ENV)
-    return Path(configured) if configured else repo_root() / "fixtures"
-
-
 def load_faults(app_dir: Path | None = None) -> dict[str, str]:
     """The reference app's fault catalogue: name -> what it breaks."""
-    path = (app_dir or default_app_dir()) / "learning_assistant" / "faults.py"
+    path = (app_dir or paths.app_dir()) / "learning_assistant" / "faults.py"
     module = import_file(path, "_postdeploy_app_faults")
     if module is None:
         raise LocalPlatformError(
             f"the reference app's fault catalogue is missing at {path}; "
-            f"set {APP_DIR_ENV} to the folder that holds learning_assistant/"
+            f"set {paths.APP_DIR_ENV} to the folder that holds learning_assistant/"
         )
     return dict(module.FAULTS)
 
@@ -210,8 +194,8 @@ class LocalPlatform:
         self.url = url.rstrip("/")
         self.host = parts.hostname
         self.port = parts.port
-        self.state_dir = state_dir or default_state_dir()
-        self.app_dir = app_dir or default_app_dir()
+        self.state_dir = state_dir or paths.state_dir()
+        self.app_dir = app_dir or paths.app_dir()
 
     # -- state ---------------------------------------------------------------------------
 
@@ -429,7 +413,7 @@ class LocalPlatform:
         if not (self.app_dir / "learning_assistant").is_dir():
             raise LocalPlatformError(
                 f"the reference app is missing at {self.app_dir / 'learning_assistant'}; "
-                f"set {APP_DIR_ENV} to the folder that holds learning_assistant/"
+                f"set {paths.APP_DIR_ENV} to the folder that holds learning_assistant/"
             )
         log_file = self._log_file(release.id)
         log_file.parent.mkdir(parents=True, exist_ok=True)

@@ -46,6 +46,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+from postdeploy import paths
+
 HOST = "127.0.0.1"
 ORG = "postdeploy-local"
 PROJECT = "learning-assistant"
@@ -168,7 +170,7 @@ def ensure(state_dir: Path) -> StandIn:
     previous.write_text(str(port), encoding="utf-8")
     log_dir = state_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
-    repo = str(Path(__file__).resolve().parents[2])
+    repo = str(paths.REPO_ROOT)
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")])),

@@ -29,9 +29,9 @@ LEDGER_DIR = "rollback-ledger"
 
 
 def default_ledger_dir() -> Path:
-    from postdeploy.local.platform import default_state_dir
+    from postdeploy import paths
 
-    return default_state_dir() / LEDGER_DIR
+    return paths.state_dir() / LEDGER_DIR
 
 
 def _safe(name: str) -> str:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from postdeploy.checks import expect_error, expect_fields, expect_status, json_body
 from postdeploy.contract import PATHS, SESSION_COOKIE
+from postdeploy.expect import expect_error, expect_fields, expect_status, json_body
 
 
 @pytest.mark.gating

@@ -6,8 +6,8 @@ import secrets
 
 import pytest
 
-from postdeploy.checks import expect_status, json_body
 from postdeploy.contract import PATHS
+from postdeploy.expect import expect_status, json_body
 
 
 @pytest.mark.gating

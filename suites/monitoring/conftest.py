@@ -32,9 +32,9 @@ if TYPE_CHECKING:
     import httpx
 
     from postdeploy.config import Section, Target
-    from postdeploy.errortracking import SentryAPI
-    from postdeploy.logs import LogSource
-    from postdeploy.prometheus import PrometheusAPI, Scrape, ScrapeSpec
+    from postdeploy.monitoring.error_tracking import SentryAPI
+    from postdeploy.monitoring.logs import LogSource
+    from postdeploy.monitoring.prometheus import PrometheusAPI, Scrape, ScrapeSpec
 
 #: Route the synthetic traffic goes to (and that the metric queries select).
 SYNTHETIC_PATH = PATHS.health
@@ -105,7 +105,7 @@ class Prometheus:
 
 def _local_spec(target: Target) -> ScrapeSpec:
     from postdeploy.local.platform import LocalPlatform
-    from postdeploy.prometheus import ScrapeSpec
+    from postdeploy.monitoring.prometheus import ScrapeSpec
 
     settings = target.monitoring
     current = LocalPlatform(target.url).current()
@@ -126,7 +126,7 @@ def _local_spec(target: Target) -> ScrapeSpec:
 @pytest.fixture(scope="session")
 def prometheus(target: Target, run_id: str) -> Iterator[Prometheus]:
     """The target's Prometheus; for a local target without one, a real one started here."""
-    from postdeploy.prometheus import PrometheusAPI, run_folder, shared_local_prometheus
+    from postdeploy.monitoring.prometheus import PrometheusAPI, run_folder, shared_local_prometheus
 
     settings = target.monitoring
     token_env = settings.prometheus_token_env
@@ -156,7 +156,7 @@ def prometheus(target: Target, run_id: str) -> Iterator[Prometheus]:
 @pytest.fixture(scope="session")
 def prometheus_scrape(prometheus: Prometheus, monitoring: Section) -> Scrape:
     """The scrape job's targets once Prometheus scraped each of them."""
-    from postdeploy.prometheus import wait_for_scrape
+    from postdeploy.monitoring.prometheus import wait_for_scrape
 
     return wait_for_scrape(prometheus.api, prometheus.job, monitoring.prometheus_wait_s)
 
@@ -197,7 +197,7 @@ def prometheus_traffic(
 @pytest.fixture(scope="session")
 def sentry(target: Target, monitoring: Section) -> Iterator[SentryAPI]:
     """The target's Sentry web API (for a local target: the local Sentry stand-in)."""
-    from postdeploy.errortracking import SentryAPI, sentry_project
+    from postdeploy.monitoring.error_tracking import SentryAPI, sentry_project
 
     project = sentry_project(target)
     if project is None:
@@ -213,7 +213,7 @@ def sentry(target: Target, monitoring: Section) -> Iterator[SentryAPI]:
 @pytest.fixture(scope="session")
 def log_source(target: Target) -> Iterator[LogSource]:
     """Where the deployment's logs are read back: Loki if configured, else the platform."""
-    from postdeploy.logs import log_source as source_for
+    from postdeploy.monitoring.logs import log_source as source_for
 
     source = source_for(target)
     yield source

@@ -5,9 +5,9 @@ from __future__ import annotations
 import secrets
 import time
 
-from postdeploy.checks import expect_error
 from postdeploy.contract import ERROR_CHECK_ID_TAG, ERROR_RUN_ID_TAG, ERROR_TRIGGER_HEADER, PATHS
-from postdeploy.errortracking import trigger_token, wait_for_event
+from postdeploy.expect import expect_error
+from postdeploy.monitoring.error_tracking import trigger_token, wait_for_event
 
 
 def test_an_error_on_the_deployment_reaches_error_tracking(api, target, sentry, run_id):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from postdeploy.checks import expect_fields, expect_status, json_body
 from postdeploy.contract import HEALTH_HEADER, PATHS
+from postdeploy.expect import expect_fields, expect_status, json_body
 
 #: Probes for the pass-rate check (operations plan: health check pass rate 100 %).
 HEALTH_PROBES = 5

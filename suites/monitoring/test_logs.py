@@ -6,7 +6,7 @@ import secrets
 import time
 
 from postdeploy.contract import PATHS, REQUEST_ID_HEADER
-from postdeploy.logs import wait_for_line
+from postdeploy.monitoring.logs import wait_for_line
 
 
 def test_a_request_appears_in_the_collected_logs(api, target, run_id, log_source):

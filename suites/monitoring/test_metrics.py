@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-from postdeploy.checks import expect_status
 from postdeploy.contract import (
     METRIC_APP_INFO,
     METRIC_LATENCY,
@@ -13,7 +12,8 @@ from postdeploy.contract import (
     METRIC_ROUTE_LABEL,
     PATHS,
 )
-from postdeploy.prometheus import family_present, parse_exposition, sample_sum
+from postdeploy.expect import expect_status
+from postdeploy.monitoring.prometheus import family_present, parse_exposition, sample_sum
 
 #: The route the suite's synthetic requests go to (the same in conftest.py).
 SYNTHETIC_PATH = PATHS.health

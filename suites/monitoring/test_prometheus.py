@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from postdeploy.prometheus import PrometheusError, parse_time, wait_for_increase
+from postdeploy.monitoring.prometheus import PrometheusError, parse_time, wait_for_increase
 
 #: Rule evaluations to wait past an alert's `for` before trusting a harness-started server.
 SETTLE_EVALUATIONS = 2

@@ -1,6 +1,7 @@
 """Performance - Load testing: under the load profile, error rate < 0.1 % and p95 < 2 s.
 
-Locust runs in separate processes (``postdeploy/load.py``), never inside pytest. The profile is
+Locust runs in separate processes (``postdeploy/performance/load.py``), never inside pytest.
+The profile is
 ``--load-profile`` or the target's ``[load] profile``; ``--load-workers N`` runs Locust's
 distributed mode (one master, N workers). The Locust HTML report, its CSVs and a per-endpoint
 table are attached to the report.
@@ -14,7 +15,7 @@ import warnings
 import allure
 import pytest
 
-from postdeploy.load import LoadSettings, run_load
+from postdeploy.performance.load import LoadSettings, run_load
 from postdeploy.plugin import SETTINGS_KEY
 from postdeploy.users import CleanupWarning
 

@@ -15,7 +15,7 @@ import pytest
 
 from postdeploy.contract import PATHS
 from postdeploy.http import new_client
-from postdeploy.slo import sample
+from postdeploy.performance.response_times import sample
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,8 @@ from urllib.parse import urljoin, urlsplit
 import allure
 import pytest
 
-from postdeploy.checks import expect_status
 from postdeploy.contract import KEY_PAGES, STATIC_PREFIX
+from postdeploy.expect import expect_status
 
 #: Below this size compression saves too little to matter (Lighthouse uses a similar floor).
 COMPRESS_MIN_BYTES = 1024

@@ -12,8 +12,8 @@ from __future__ import annotations
 import allure
 import pytest
 
-from postdeploy import vitals
 from postdeploy.contract import KEY_PAGES, PAGES_NEEDING_LOGIN, SESSION_COOKIE, VITALS_INTERACTIONS
+from postdeploy.performance import web_vitals as vitals
 
 
 def _session_cookie(target, token: str) -> list[dict]:

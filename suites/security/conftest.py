@@ -27,14 +27,14 @@ from postdeploy.contract import (
     SESSION_ENDING_ROUTES,
 )
 from postdeploy.http import new_client
-from postdeploy.observatory import Headers
+from postdeploy.security.headers import Headers
 from postdeploy.users import SYNTHETIC_DOMAIN, SYNTHETIC_PREFIX, SyntheticUser, UserFactory
 
 if TYPE_CHECKING:
     from postdeploy.config import Target
-    from postdeploy.security_fuzz import FuzzReport
-    from postdeploy.security_inputs import Answer
-    from postdeploy.tls import TlsReport
+    from postdeploy.security.fuzz import FuzzReport
+    from postdeploy.security.input_validation import Answer
+    from postdeploy.security.tls import TlsReport
 
 #: Answers sampled for the header requirements, besides the pages: JSON, an error, a 401.
 API_SAMPLES = (PATHS.health, PATHS.content, PATHS.lesson(1), "/postdeploy-no-such-page", PATHS.me)
@@ -44,7 +44,7 @@ API_SAMPLES = (PATHS.health, PATHS.content, PATHS.lesson(1), "/postdeploy-no-suc
 def tls_report(pytestconfig: pytest.Config, target: Target, run_id: str) -> TlsReport:
     """The run's one TLS scan of ``target`` (the first process to ask scans, others read it)."""
     from postdeploy.plugin import SETTINGS_KEY
-    from postdeploy.tls import cached_scan
+    from postdeploy.security.tls import cached_scan
 
     cache_dir = pytestconfig.stash[SETTINGS_KEY].reports_dir / ".runs" / run_id
     report = cached_scan(target, cache_dir)
@@ -124,7 +124,7 @@ def _needed(session: pytest.Session, fixture: str) -> bool:
 
 
 def _send_corpus(target: Target, users: SessionUsers) -> list[Answer]:
-    from postdeploy.security_inputs import load_corpus, probes, send_all
+    from postdeploy.security.input_validation import load_corpus, probes, send_all
 
     to_send = probes(load_corpus(), users.new_email, users.main.email)
     with new_client(target) as client:
@@ -136,8 +136,8 @@ def _send_corpus(target: Target, users: SessionUsers) -> list[Answer]:
 
 
 def _run_fuzz(target: Target, users: SessionUsers) -> FuzzReport:
-    from postdeploy.checks import expect_status, json_body
-    from postdeploy.security_fuzz import FuzzPlan, fuzz
+    from postdeploy.expect import expect_status, json_body
+    from postdeploy.security.fuzz import FuzzPlan, fuzz
 
     with new_client(target) as client:
         document = client.get(PATHS.openapi)

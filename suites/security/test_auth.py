@@ -11,7 +11,6 @@ import secrets
 
 import pytest
 
-from postdeploy.checks import expect_status, json_body
 from postdeploy.contract import (
     CSRF_HEADER,
     JSON_INPUTS,
@@ -21,7 +20,8 @@ from postdeploy.contract import (
     SESSION_COOKIE,
     SESSION_ENDING_ROUTES,
 )
-from postdeploy.security_tokens import KINDS, TokenFormatError, forge
+from postdeploy.expect import expect_status, json_body
+from postdeploy.security.auth import KINDS, TokenFormatError, forge
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 #: A valid body for each protected write that takes one (from the contract's inputs).

@@ -11,9 +11,9 @@ import secrets
 
 import pytest
 
-from postdeploy.checks import expect_status
 from postdeploy.contract import PATHS, SESSION_COOKIE
-from postdeploy.observatory import (
+from postdeploy.expect import expect_status
+from postdeploy.security.headers import (
     REQUIREMENTS,
     GradeError,
     Headers,

@@ -11,8 +11,8 @@ import collections
 
 import pytest
 
-from postdeploy.security_fuzz import summarize as summarize_fuzz
-from postdeploy.security_inputs import (
+from postdeploy.security.fuzz import summarize as summarize_fuzz
+from postdeploy.security.input_validation import (
     acceptance_problems,
     leak_problems,
     reflection_problems,

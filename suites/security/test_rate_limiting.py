@@ -12,8 +12,8 @@ import secrets
 
 import pytest
 
-from postdeploy.checks import quote
 from postdeploy.contract import PATHS
+from postdeploy.expect import quote
 from postdeploy.users import SYNTHETIC_DOMAIN, SYNTHETIC_PREFIX
 
 RATE_LIMITED = 429

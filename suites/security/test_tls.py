@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 
 from postdeploy.http import new_client
-from postdeploy.observatory import Headers, Observation, redirect_chain, redirection_test
-from postdeploy.tls import (
+from postdeploy.security.headers import Headers, Observation, redirect_chain, redirection_test
+from postdeploy.security.tls import (
     expiry_problems,
     hostname_problems,
     mozilla_problems,

@@ -9,7 +9,13 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from postdeploy.config import load_targets
-from postdeploy.logs import DriverLogs, LogCollectionError, LokiLogs, log_source, wait_for_line
+from postdeploy.monitoring.logs import (
+    DriverLogs,
+    LogCollectionError,
+    LokiLogs,
+    log_source,
+    wait_for_line,
+)
 
 SELECTOR = '{service="learning-assistant"}'
 

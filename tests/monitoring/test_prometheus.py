@@ -1,4 +1,5 @@
-"""postdeploy.prometheus: configuration, the API client's failures, and a real local Prometheus
+"""postdeploy.monitoring.prometheus: configuration, the API client's failures, and a real local
+Prometheus
 that is started once for several processes and never left running."""
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from postdeploy.prometheus import (
+from postdeploy.monitoring.prometheus import (
     ALERT_ERROR_RATE,
     ALERT_INSTANCE_DOWN,
     ALERT_LATENCY,
@@ -257,7 +258,7 @@ def test_alert_rules_missing_starts_it_without_rules(tmp_path):
 USER = """
 import sys, time
 from pathlib import Path
-from postdeploy.prometheus import ScrapeSpec, shared_local_prometheus
+from postdeploy.monitoring.prometheus import ScrapeSpec, shared_local_prometheus
 spec = ScrapeSpec(url="https://127.0.0.1:1", ca_file="/nonexistent", job="j", interval_s=1.0,
                   error_ratio=0.001, latency_s=2.0, severity_label="severity", critical="critical")
 with shared_local_prometheus(Path(sys.argv[1]), spec) as url:

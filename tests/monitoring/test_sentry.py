@@ -11,14 +11,14 @@ import httpx
 import pytest
 import sentry_sdk
 
-from postdeploy.errortracking import (
+from postdeploy.local import sentry_standin
+from postdeploy.local.sentry_standin import ORG, PROJECT, PROJECT_ID, parse_envelope
+from postdeploy.monitoring.error_tracking import (
     ErrorTrackingError,
     SentryAPI,
     SentryProject,
     wait_for_event,
 )
-from postdeploy.local import sentry_standin
-from postdeploy.local.sentry_standin import ORG, PROJECT, PROJECT_ID, parse_envelope
 
 from .conftest import API_TOKEN, PUBLIC_KEY
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import re
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -20,12 +19,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from postdeploy import paths
 from postdeploy.contract import JSON_INPUTS, PAGES, PATH_INPUTS, REFLECTION_PARAMS, JsonInput
 
 if TYPE_CHECKING:
     import httpx
 
-PAYLOADS_DIR_ENV = "POSTDEPLOY_PAYLOADS_DIR"
 #: Files of string payloads, one class each (the file stem names the class).
 STRING_CLASSES = (
     "sqli",
@@ -111,15 +110,6 @@ class Corpus:
     nesting_depth: list[int] = field(default_factory=list)
 
 
-def default_payloads_dir() -> Path:
-    configured = os.environ.get(PAYLOADS_DIR_ENV)
-    return (
-        Path(configured)
-        if configured
-        else Path(__file__).resolve().parents[1] / "fixtures" / "payloads"
-    )
-
-
 def unescape(line: str) -> str:
     """Decode the corpus' escapes (``\\xHH``, ``\\uHHHH``, ``\\n``, ``\\0``, ...)."""
 
@@ -170,9 +160,9 @@ def _sizes(spec: dict[str, Any], key: str, path: Path) -> list[int]:
 
 def load_corpus(directory: Path | None = None) -> Corpus:
     """Read every payload file of ``directory`` (default: the repository's fixtures/payloads)."""
-    root = directory or default_payloads_dir()
+    root = directory or paths.payloads_dir()
     if not root.is_dir():
-        raise CorpusError(f"{root}: payload directory missing; set {PAYLOADS_DIR_ENV} to it")
+        raise CorpusError(f"{root}: payload directory missing; set {paths.PAYLOADS_DIR_ENV} to it")
     corpus = Corpus()
     for kind in STRING_CLASSES:
         corpus.strings += [Payload(kind, line) for line in _lines(root / f"{kind}.txt")]

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
     from postdeploy.config import Section
 
-COLLECTOR = Path(__file__).with_name("vitals.js")
+COLLECTOR = Path(__file__).with_name("web_vitals.js")
 STORE = "window.__postdeployVitals"
 #: The page has settled once no LCP or layout-shift entry came for this long.
 QUIET_MS = 1000.0

@@ -31,12 +31,12 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from postdeploy import paths
 from postdeploy.sysutil import import_file
 
 if TYPE_CHECKING:
     from postdeploy.config import Target
 
-LOAD_DIR_ENV = "POSTDEPLOY_LOAD_DIR"
 LOCUSTFILE = "locustfile.py"
 PLANS_FILE = "plans.py"
 #: Process start, imports, and workers connecting to the master.
@@ -64,17 +64,12 @@ class LoadError(Exception):
 # -- the profiles (load/plans.py, read without Locust) --------------------------------------
 
 
-def load_dir() -> Path:
-    configured = os.environ.get(LOAD_DIR_ENV)
-    return Path(configured) if configured else Path(__file__).resolve().parents[1] / "load"
-
-
 @functools.cache
 def _plans_from(path: Path) -> ModuleType:
     module = import_file(path, "_postdeploy_load_plans")
     if module is None:
         raise LoadError(
-            f"the load profiles are missing at {path}; set {LOAD_DIR_ENV} to the folder that "
+            f"the load profiles are missing at {path}; set {paths.LOAD_DIR_ENV} to the folder that "
             f"holds {LOCUSTFILE} and {PLANS_FILE}"
         )
     return module
@@ -82,7 +77,7 @@ def _plans_from(path: Path) -> ModuleType:
 
 def plans() -> ModuleType:
     """``load/plans.py``: the profiles, environment variable names and exit codes."""
-    return _plans_from(load_dir() / PLANS_FILE)
+    return _plans_from(paths.load_dir() / PLANS_FILE)
 
 
 def profile_names() -> tuple[str, ...]:
@@ -413,7 +408,7 @@ def environment(settings: LoadSettings, out_dir: Path) -> dict[str, str]:
 
 def commands(settings: LoadSettings, out_dir: Path, master_port: int) -> list[list[str]]:
     """The Locust command lines: the master (or single process) first, then the workers."""
-    locust = [sys.executable, "-m", "locust", "-f", str(load_dir() / LOCUSTFILE)]
+    locust = [sys.executable, "-m", "locust", "-f", str(paths.load_dir() / LOCUSTFILE)]
     reports = [
         "--json-file", str(out_dir / STATS_PREFIX),
         "--csv", str(out_dir / STATS_PREFIX),

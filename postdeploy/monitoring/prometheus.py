@@ -10,7 +10,7 @@
   generated configuration that scrapes the local target over HTTPS (trusting the local CA) and
   loads the alert rules of :func:`alert_rules`. It is started once per run and target, even
   under xdist: the processes that use it register in a folder under a lock; the last one to
-  leave stops it. A small supervisor process (``python -m postdeploy.prometheus
+  leave stops it. A small supervisor process (``python -m postdeploy.monitoring.prometheus
   --supervise``) also stops it as soon as no registered process is alive, so a killed run
   never leaves it behind.
 """
@@ -484,7 +484,8 @@ def _start(folder: Path, spec: ScrapeSpec) -> dict[str, Any]:
     log_file = folder / "prometheus.log"
     with open(log_file, "ab") as log:
         supervisor = subprocess.Popen(
-            [sys.executable, "-m", "postdeploy.prometheus", "--supervise", str(folder), "--",
+            [sys.executable, "-m", "postdeploy.monitoring.prometheus",
+             "--supervise", str(folder), "--",
              *command],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,

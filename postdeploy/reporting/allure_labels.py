@@ -10,7 +10,8 @@ is *failed*, like an assertion, not *broken*), and every failure gets a "What fa
 attachment next to the recorded HTTP exchange.
 
 The files next to the results (environment, executor, categories) and the final scrub of
-secrets are in ``postdeploy.allure_files``; the HTML build in ``postdeploy.htmlreport``.
+secrets are in ``postdeploy.reporting.allure_files``; the HTML build in
+``postdeploy.reporting.html``.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from postdeploy.allure_files import UNREACHABLE_TEXT, known_secrets
 from postdeploy.gate import Outcome, classify
 from postdeploy.redact import redact_text, redact_url
+from postdeploy.reporting.allure_files import UNREACHABLE_TEXT, known_secrets
 
 if TYPE_CHECKING:
     from collections.abc import Generator

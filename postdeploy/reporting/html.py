@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from postdeploy.allure_files import CATEGORIES, CATEGORIES_FILE, ENVIRONMENT_FILE
+from postdeploy import paths
+from postdeploy.reporting.allure_files import CATEGORIES, CATEGORIES_FILE, ENVIRONMENT_FILE
 
 DEFAULT_RESULTS = Path("reports") / "allure-results"
 DEFAULT_OUTPUT = Path("reports") / "allure-report"
@@ -71,7 +72,7 @@ class BuiltReport:
 
 
 def _candidates(rootdir: Path) -> list[Path]:
-    package_root = Path(__file__).resolve().parents[1]
+    package_root = paths.REPO_ROOT
     roots = [rootdir.resolve(), package_root]
     return [root / ALLURE_BIN for root in dict.fromkeys(roots)]
 
@@ -130,7 +131,8 @@ def config_module(
         for t in _targets(results)
     )
     parts = [
-        "// Written by `postdeploy report` for one build; edit postdeploy/htmlreport.py instead.",
+        "// Written by `postdeploy report` for one build; "
+        "edit postdeploy/reporting/html.py instead.",
         "export default {",
         f"  name: {json.dumps(name)},",
         f"  output: {json.dumps(str(output))},",

@@ -1,7 +1,7 @@
 """The files an Allure results directory gets next to the test results, and the scrub.
 
 At the start of a run the controller empties the results directory (one run, one report;
-history lives in the Allure 3 history file, see ``postdeploy.htmlreport``). At the end it
+history lives in the Allure 3 history file, see ``postdeploy.reporting.html``). At the end it
 writes ``environment.properties`` (per target: platform, URL, serving version, gate,
 rollback; the expected version, git commit, run id), ``executor.json`` (the CI system and a
 link to the build when known) and ``categories.json`` (target unreachable, product defect,
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from postdeploy.redact import redact_data, redact_text, redact_url
-from postdeploy.report import scrub_data
+from postdeploy.reporting.verdict import scrub_data
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping

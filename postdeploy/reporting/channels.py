@@ -28,7 +28,7 @@ import httpx
 
 from postdeploy.redact import redact_data, redact_text
 
-log = logging.getLogger("postdeploy.notify")
+log = logging.getLogger("postdeploy.reporting.channels")
 
 PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 DEFAULT_TIMEOUT_S = 5.0

@@ -11,7 +11,12 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from postdeploy.notify import Notification, PagerDutyChannel, channels_from_config, notify
+from postdeploy.reporting.channels import (
+    Notification,
+    PagerDutyChannel,
+    channels_from_config,
+    notify,
+)
 
 if TYPE_CHECKING:
     from postdeploy.config import Target
