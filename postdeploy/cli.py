@@ -117,7 +117,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
             driver_for(target[0]).preflight()
         except DriverUnavailable as exc:
             raise ConfigError(f"watch --rollback {args.rollback} cannot work: {exc}") from None
-    from postdeploy.plugin import _new_run_id
+    from postdeploy.settings import new_run_id
 
     print(
         f"watching {target[0].name} ({target[0].url}) for {settings.duration_s:.0f} s, every "
@@ -131,7 +131,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
         reports_dir=args.reports_dir,
         rootdir=Path.cwd(),
         targets_file=args.targets_file,
-        run_id=_new_run_id(),
+        run_id=new_run_id(),
     )
     entry = result.verdict["targets"][target[0].name]
     print(f"gate: {entry['gate']} - {entry['reason']}")

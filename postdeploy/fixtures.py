@@ -17,13 +17,14 @@ import pytest
 from postdeploy.contract import PATHS
 from postdeploy.gate import TargetUnreachable
 from postdeploy.http import Recorder, new_client
+from postdeploy.settings import settings_of
 from postdeploy.users import SyntheticUser, UserFactory
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from postdeploy.config import Target
-    from postdeploy.plugin import RunSettings
+    from postdeploy.settings import RunSettings
 
 RECORDER_KEY = pytest.StashKey[Recorder]()
 #: Connect timeout of the one reachability probe per target and run.
@@ -34,9 +35,7 @@ APP_VERSION_PLATFORMS = frozenset({"command"})
 
 
 def _settings(config: pytest.Config) -> RunSettings:
-    from postdeploy.plugin import SETTINGS_KEY
-
-    return config.stash[SETTINGS_KEY]
+    return settings_of(config)
 
 
 # -- the local platform --------------------------------------------------------------------

@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import secrets
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
-from postdeploy.config import DEFAULT_TARGETS_FILE, ConfigError, Target, load_targets
+from postdeploy.config import DEFAULT_TARGETS_FILE, ConfigError, load_targets
 from postdeploy.gate import (
     PROP_CATEGORY,
     PROP_GATING,
@@ -28,6 +25,7 @@ from postdeploy.gate import (
     classify,
 )
 from postdeploy.performance.load import load_profile_option, load_workers_option
+from postdeploy.settings import CATEGORY_FOLDERS, SETTINGS_KEY, RunSettings, new_run_id
 
 if TYPE_CHECKING:
     from collections.abc import Generator
@@ -41,15 +39,6 @@ TARGET_ENV = "POSTDEPLOY_TARGET"
 DEFAULT_REPORTS_DIR = "reports"
 ROLLBACK_MODES = ("off", "dry-run", "auto")
 
-#: suites/<folder>/ -> the category marker its tests get.
-CATEGORY_FOLDERS = {
-    "functional": "functional",
-    "performance": "performance",
-    "security": "security",
-    "monitoring": "monitoring",
-    "journeys": "journey",
-}
-
 MARKERS = {
     "gating": "gating: a failure blocks promotion and may trigger a rollback",
     "functional": "functional: the application does what its contract says",
@@ -60,29 +49,6 @@ MARKERS = {
     "load": "load: generates load against the target (bounded in users and time)",
     "slow": "slow: takes more than a few seconds",
 }
-
-
-@dataclass
-class RunSettings:
-    """What every process of a run (controller and xdist workers) knows about it."""
-
-    run_id: str
-    targets: dict[str, Target]
-    targets_file: Path
-    rollback: str
-    expect_version: str | None
-    reports_dir: Path
-    rootdir: Path
-    load_error: str | None = None
-    notify: bool = True
-    serving_versions: dict[str, str] = field(default_factory=dict)
-
-    def marker_file(self, target: str) -> Path:
-        """Exists once ``target`` was rolled back in this run (seen by every worker)."""
-        return self.reports_dir / ".runs" / self.run_id / f"rolled-back-{target}"
-
-
-SETTINGS_KEY = pytest.StashKey[RunSettings]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -182,10 +148,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-def _new_run_id() -> str:
-    return time.strftime("%Y%m%d%H%M%S", time.gmtime()) + secrets.token_hex(2)
-
-
 def _load_settings(config: pytest.Config) -> RunSettings:
     option = config.option
     rootdir = Path(config.rootpath)
@@ -195,7 +157,7 @@ def _load_settings(config: pytest.Config) -> RunSettings:
     run_id = (
         workerinput["postdeploy_run_id"]
         if workerinput
-        else option.postdeploy_run_id or _new_run_id()
+        else option.postdeploy_run_id or new_run_id()
     )
     reports_dir = Path(option.postdeploy_reports_dir or rootdir / DEFAULT_REPORTS_DIR)
     settings = RunSettings(

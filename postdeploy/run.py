@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from _pytest.reports import TestReport
     from _pytest.terminal import TerminalReporter
 
-    from postdeploy.plugin import RunSettings
+    from postdeploy.settings import RunSettings
 
 
 def _message(report: TestReport) -> str:
@@ -168,12 +168,10 @@ class ValidationRun:
                 if self.settings.notify
                 else []
             )
-        from postdeploy.reporting.allure_files import known_secrets
-
         write_verdict(
             self.settings.reports_dir / VERDICT_FILE,
             self.verdict,
-            known_secrets(self.settings.targets.values()),
+            self.settings.secrets,
         )
         self._finish_reports()
 
@@ -199,15 +197,12 @@ class ValidationRun:
             allure_files.write_run_files(Path(results_dir), self.settings, self.verdict)
         xmlpath = getattr(self.config.option, "xmlpath", None)
         if xmlpath:
-            secrets = allure_files.known_secrets(self.settings.targets.values())
-            allure_files.scrub_junit(Path(xmlpath), secrets)
+            allure_files.scrub_junit(Path(xmlpath), self.settings.secrets)
 
     def pytest_terminal_summary(self, terminalreporter: TerminalReporter) -> None:
         if self.verdict is None:
             return
         terminalreporter.section("postdeploy verdict")
-        from postdeploy.reporting.allure_files import known_secrets
-
-        for line in summary_lines(self.verdict, known_secrets(self.settings.targets.values())):
+        for line in summary_lines(self.verdict, self.settings.secrets):
             terminalreporter.write_line(line)
         terminalreporter.write_line(f"verdict: {self.settings.reports_dir / VERDICT_FILE}")

@@ -23,7 +23,7 @@ import pytest
 
 from postdeploy.gate import Outcome, classify
 from postdeploy.redact import redact_text, redact_url
-from postdeploy.reporting.allure_files import UNREACHABLE_TEXT, known_secrets
+from postdeploy.reporting.allure_files import UNREACHABLE_TEXT
 
 if TYPE_CHECKING:
     from collections.abc import Generator
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from pluggy import Result
 
     from postdeploy.config import Target
-    from postdeploy.plugin import RunSettings
+    from postdeploy.settings import RunSettings
 
 #: Allure's label for the marker it reads labels from (allure_pytest.utils).
 LABEL_MARK = "allure_label"
@@ -184,8 +184,8 @@ class AllureEnricher:
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
-        from postdeploy.plugin import CATEGORY_FOLDERS
         from postdeploy.quarantine import QUARANTINE_KEY
+        from postdeploy.settings import CATEGORY_FOLDERS
 
         categories = tuple(CATEGORY_FOLDERS.values())
         for item in items:
@@ -216,7 +216,7 @@ class AllureStatus:
     def __init__(self, config: pytest.Config, settings: RunSettings) -> None:
         self.config = config
         self.settings = settings
-        self.secrets = known_secrets(settings.targets.values())
+        self.secrets = settings.secrets
 
     @pytest.hookimpl(hookwrapper=True, tryfirst=True)
     def pytest_runtest_makereport(
@@ -253,7 +253,7 @@ def allure_active(config: pytest.Config) -> bool:
 
 def register(config: pytest.Config, settings: RunSettings) -> None:
     """Wire the scrub into this process, and the enrichment when Allure results are written."""
-    secrets = known_secrets(settings.targets.values())
+    secrets = settings.secrets
     config.pluginmanager.register(FailureScrub(secrets), "postdeploy-failure-scrub")
     if not allure_active(config):
         return

@@ -16,7 +16,7 @@ import allure
 import pytest
 
 from postdeploy.performance.load import LoadSettings, run_load
-from postdeploy.plugin import SETTINGS_KEY
+from postdeploy.settings import SETTINGS_KEY
 from postdeploy.users import CleanupWarning
 
 

@@ -43,8 +43,8 @@ API_SAMPLES = (PATHS.health, PATHS.content, PATHS.lesson(1), "/postdeploy-no-suc
 @pytest.fixture(scope="session")
 def tls_report(pytestconfig: pytest.Config, target: Target, run_id: str) -> TlsReport:
     """The run's one TLS scan of ``target`` (the first process to ask scans, others read it)."""
-    from postdeploy.plugin import SETTINGS_KEY
     from postdeploy.security.tls import cached_scan
+    from postdeploy.settings import SETTINGS_KEY
 
     cache_dir = pytestconfig.stash[SETTINGS_KEY].reports_dir / ".runs" / run_id
     report = cached_scan(target, cache_dir)
