@@ -51,6 +51,12 @@ MARKERS = {
 }
 
 
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from postdeploy import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("postdeploy", "post-deployment validation (postdeploy)")
     group.addoption(

@@ -26,6 +26,7 @@ from postdeploy.gate import (
     Gate,
     Outcome,
     TargetResults,
+    failure_message,
 )
 from postdeploy.reporting.verdict import (
     VERDICT_FILE,
@@ -49,13 +50,6 @@ if TYPE_CHECKING:
     from _pytest.terminal import TerminalReporter
 
     from postdeploy.settings import RunSettings
-
-
-def _message(report: TestReport) -> str:
-    crash = getattr(report.longrepr, "reprcrash", None)
-    if crash is not None:
-        return str(crash.message)
-    return str(report.longrepr or "")[-2000:]
 
 
 class ValidationRun:
@@ -114,7 +108,7 @@ class ValidationRun:
             gating=bool(props.get(PROP_GATING)) and not quarantined,
             category=props.get(PROP_CATEGORY, ""),
             phase=report.when,
-            message=_message(report) if kind in (Outcome.FAILED, Outcome.BROKEN) else "",
+            message=failure_message(report) if kind in (Outcome.FAILED, Outcome.BROKEN) else "",
         )
         if results.gate_failed and not failed_before:
             self._gate_failed(name, time.monotonic())

@@ -79,6 +79,8 @@ class RunSettings:
 
 
 SETTINGS_KEY = pytest.StashKey[RunSettings]()
+#: On a collected item: the ``--quarantine`` entry (as written) that matched it.
+QUARANTINED_KEY = pytest.StashKey[str]()
 
 
 def settings_of(config: pytest.Config) -> RunSettings:
