@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from postdeploy.local import sentry_standin
-from postdeploy.monitoring.prometheus import run_folder
+from postdeploy.local.prometheus import run_folder
 
 
 def free_port() -> int:
