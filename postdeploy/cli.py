@@ -110,13 +110,12 @@ def cmd_watch(args: argparse.Namespace) -> int:
     target = load_targets(args.targets_file).select(args.target)
     if len(target) != 1:
         raise ConfigError("watch: --target names one target")
-    if args.rollback != "off":
-        from postdeploy.rollback import DriverUnavailable, driver_for
+    from postdeploy.rollback import DriverUnavailable, preflight
 
-        try:
-            driver_for(target[0]).preflight()
-        except DriverUnavailable as exc:
-            raise ConfigError(f"watch --rollback {args.rollback} cannot work: {exc}") from None
+    try:
+        preflight(target, args.rollback, command="watch ")
+    except DriverUnavailable as exc:
+        raise ConfigError(str(exc)) from None
     from postdeploy.settings import new_run_id
 
     print(

@@ -16,7 +16,7 @@ import pytest
 
 from postdeploy.contract import PATHS
 from postdeploy.gate import TargetUnreachable
-from postdeploy.http import Recorder, new_client
+from postdeploy.http import RECORDER_KEY, Recorder, new_client
 from postdeploy.settings import settings_of
 from postdeploy.users import SyntheticUser, UserFactory
 
@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from postdeploy.config import Target
     from postdeploy.settings import RunSettings
 
-RECORDER_KEY = pytest.StashKey[Recorder]()
 #: Connect timeout of the one reachability probe per target and run.
 PROBE_CONNECT_TIMEOUT_S = 5.0
 #: Platforms whose driver's current release carries the app's version (the command driver's
@@ -151,19 +150,3 @@ def new_user(target: Target, recorder: Recorder, run_id: str) -> Iterator[UserFa
 def user(new_user: UserFactory) -> SyntheticUser:
     """A registered, logged-in synthetic user (bearer token in ``user.auth``)."""
     return new_user()
-
-
-def attach_exchanges(item: pytest.Item) -> None:
-    """Attach the test's recorded HTTP exchanges to the Allure report (already redacted)."""
-    recording = item.stash.get(RECORDER_KEY, None)
-    if recording is None or not recording.exchanges:
-        return
-    try:
-        import allure
-    except ImportError:  # pragma: no cover - allure-pytest is a dependency
-        return
-    allure.attach(
-        recording.render(),
-        name="HTTP exchanges (credentials redacted)",
-        attachment_type=allure.attachment_type.TEXT,
-    )

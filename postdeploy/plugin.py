@@ -32,7 +32,8 @@ if TYPE_CHECKING:
 
     from _pytest.reports import TestReport
 
-pytest_plugins = ["postdeploy.fixtures"]
+# The nouns tests use; the browser ones (Playwright) import Playwright only when a test asks.
+pytest_plugins = ["postdeploy.fixtures", "postdeploy.browser"]
 
 DEFAULT_TARGET = "local"
 TARGET_ENV = "POSTDEPLOY_TARGET"
@@ -202,18 +203,12 @@ def _load_settings(config: pytest.Config) -> RunSettings:
 
 def _check_rollback(settings: RunSettings) -> None:
     """--rollback needs a working driver for every target: say so before any test runs."""
-    if settings.rollback == "off":
-        return
-    from postdeploy.rollback import DriverUnavailable, driver_for
+    from postdeploy.rollback import DriverUnavailable, preflight
 
-    for target in settings.targets.values():
-        try:
-            driver_for(target).preflight()
-        except DriverUnavailable as exc:
-            raise pytest.UsageError(
-                f"--rollback {settings.rollback} cannot work: {exc}. "
-                "Fix the target's rollback settings or run with --rollback off"
-            ) from None
+    try:
+        preflight(settings.targets.values(), settings.rollback)
+    except DriverUnavailable as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def _runs_suites(config: pytest.Config) -> bool:
@@ -334,7 +329,7 @@ def pytest_runtest_makereport(
         (PROP_VERSION, settings.serving_versions.get(name, "")),
     ]
     if report.failed:
-        from postdeploy.fixtures import attach_exchanges
+        from postdeploy.reporting.attachments import attach_exchanges
 
         attach_exchanges(item)
     return report

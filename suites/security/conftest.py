@@ -27,6 +27,7 @@ from postdeploy.contract import (
     SESSION_ENDING_ROUTES,
 )
 from postdeploy.http import new_client
+from postdeploy.reporting.attachments import attach_json
 from postdeploy.security.headers import Headers
 from postdeploy.users import SYNTHETIC_DOMAIN, SYNTHETIC_PREFIX, SyntheticUser, UserFactory
 
@@ -48,16 +49,11 @@ def tls_report(pytestconfig: pytest.Config, target: Target, run_id: str) -> TlsR
 
     cache_dir = pytestconfig.stash[SETTINGS_KEY].reports_dir / ".runs" / run_id
     report = cached_scan(target, cache_dir)
-    _attach(f"sslyze scan of {report.where}", report.scan_json or report.to_json())
+    attach_json(f"sslyze scan of {report.where}", report.scan_json or report.to_json())
     return report
 
 
-def _attach(name: str, body: str) -> None:
-    try:
-        import allure
-    except ImportError:  # pragma: no cover - allure-pytest is a dependency
-        return
-    allure.attach(body, name=name, attachment_type=allure.attachment_type.JSON)
+
 
 
 @dataclass
