@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import fcntl
 import gzip
 import io
 import json
@@ -47,6 +46,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from postdeploy import paths
+from postdeploy.local.state import LOG_DIR, LocalPlatformError, deployment_alive
 
 HOST = "127.0.0.1"
 ORG = "postdeploy-local"
@@ -65,7 +65,6 @@ POLL_INTERVAL_S = 0.05
 #: How often the stand-in looks whether the deployment it serves is still there.
 WATCH_INTERVAL_S = 1.0
 PROCESS_MARKER = b"sentry_standin"
-APP_MARKER = b"learning_assistant"
 PERIOD = re.compile(r"^(\d+)([smhdw])$")
 PERIOD_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 NOT_FOUND = {"detail": "The requested resource does not exist"}
@@ -168,7 +167,7 @@ def ensure(state_dir: Path) -> StandIn:
     if not port or not _port_free(port):
         port = _free_port()
     previous.write_text(str(port), encoding="utf-8")
-    log_dir = state_dir / "logs"
+    log_dir = state_dir / LOG_DIR
     log_dir.mkdir(parents=True, exist_ok=True)
     repo = str(paths.REPO_ROOT)
     env = {
@@ -192,8 +191,6 @@ def ensure(state_dir: Path) -> StandIn:
         time.sleep(POLL_INTERVAL_S)
     with contextlib.suppress(ProcessLookupError):
         process.kill()
-    from postdeploy.local.platform import LocalPlatformError  # loaded by now: it called us
-
     raise LocalPlatformError(
         f"the local Sentry stand-in did not start on {HOST}:{port} within "
         f"{START_TIMEOUT_S:.0f} s; see {log_dir / 'sentry-standin.log'}"
@@ -493,21 +490,6 @@ class StandInServer(ThreadingHTTPServer):
         self.events = EventStore()
 
 
-def _deployment_alive(state_dir: Path) -> bool | None:
-    """Whether the state dir has a live deployment; None while the platform holds its lock."""
-    with open(state_dir / "lock", "a") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return None
-        try:
-            state = json.loads((state_dir / "state.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return False
-        deployment = state.get("deployment") or {}
-        return _process_alive(int(deployment.get("pid") or 0), APP_MARKER)
-
-
 def serve(state_dir: Path, port: int) -> None:
     """Run the stand-in until SIGTERM or until the state dir has no live deployment."""
     keys = _keys(state_dir)
@@ -521,7 +503,7 @@ def serve(state_dir: Path, port: int) -> None:
     tmp.write_text(json.dumps({"pid": os.getpid(), "port": port}), encoding="utf-8")
     tmp.replace(info)
     while not stopping.wait(WATCH_INTERVAL_S):
-        if _deployment_alive(state_dir) is False:
+        if deployment_alive(state_dir) is False:
             break
     server.shutdown()
     server.server_close()
