@@ -68,7 +68,7 @@ def run_id(pytestconfig: pytest.Config) -> str:
     return _settings(pytestconfig).run_id
 
 
-def _probe(target: Target) -> str:
+def _serving_version(target: Target) -> str:
     """The version the target reports; raises TargetUnreachable if it does not answer."""
     try:
         with new_client(
@@ -97,7 +97,7 @@ def target(request: pytest.FixtureRequest) -> Target:
             selected = prepare_local(selected, settings)
         except Exception as exc:
             raise TargetUnreachable(f"target {selected.name!r}: {exc}") from None
-    settings.serving_versions[selected.name] = _probe(selected)
+    settings.serving_versions[selected.name] = _serving_version(selected)
     return selected
 
 
