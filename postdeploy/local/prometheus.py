@@ -23,7 +23,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,7 +34,7 @@ from typing import Any
 
 from postdeploy.contract import METRIC_LATENCY, METRIC_REQUESTS, METRIC_ROUTE_LABEL, PATHS
 from postdeploy.monitoring.prometheus import READY_PROBE_TIMEOUT_S, PrometheusAPI
-from postdeploy.sysutil import LockTimeout, exclusive_lock
+from postdeploy.sysutil import LockTimeout, exclusive_lock, free_port, process_alive
 
 PROMETHEUS_BINARY = "prometheus"
 DEBIAN_BINARY = "/usr/bin/prometheus"
@@ -198,25 +197,12 @@ def _locked(folder: Path) -> Iterator[None]:
         raise PrometheusUnavailable(str(exc)) from None
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie (exited, not yet reaped) is not alive
-    with contextlib.suppress(OSError):
-        return " Z " not in Path(f"/proc/{pid}/stat").read_text().split(")", 1)[1][:4]
-    return True
-
-
 def _live_users(folder: Path) -> list[int]:
     users = folder / "users"
     alive = []
     for entry in users.glob("*") if users.is_dir() else ():
         pid = int(entry.name) if entry.name.isdigit() else 0
-        if pid and _pid_alive(pid):
+        if process_alive(pid):
             alive.append(pid)
         else:
             entry.unlink(missing_ok=True)
@@ -228,18 +214,12 @@ def _instance(folder: Path) -> dict[str, Any] | None:
         info = json.loads((folder / "instance.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return info if _pid_alive(int(info.get("supervisor", 0))) else None
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return int(probe.getsockname()[1])
+    return info if process_alive(int(info.get("supervisor", 0))) else None
 
 
 def _start(folder: Path, spec: ScrapeSpec) -> dict[str, Any]:
     config = write_config(folder, spec)
-    port = _free_port()
+    port = free_port(HOST)
     data = folder / f"data-{secrets.token_hex(4)}"
     command = [
         binary(), f"--config.file={config}", f"--storage.tsdb.path={data}",
@@ -285,11 +265,11 @@ def _stop(info: Mapping[str, Any]) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_TIMEOUT_S + 1
-    while time.monotonic() < deadline and _pid_alive(pid):
+    while time.monotonic() < deadline and process_alive(pid):
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
         time.sleep(POLL_INTERVAL_S)
-    if _pid_alive(pid):
+    if process_alive(pid):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
 
