@@ -8,8 +8,9 @@ leave stops it. A small supervisor process (``python -m postdeploy.local.prometh
 --supervise``) also stops it as soon as no registered process is alive, so a killed run
 never leaves it behind.
 
-It talks to the server it started through the suites' client
-(:mod:`postdeploy.monitoring.prometheus`); that client never imports this module.
+The checks ask it through the suites' client (:mod:`postdeploy.monitoring.prometheus`). This
+module does not import that client: the local platform sits below the probes that use it
+(the import contracts in pyproject.toml), and all it needs is Prometheus' readiness endpoint.
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from postdeploy.contract import METRIC_LATENCY, METRIC_REQUESTS, METRIC_ROUTE_LABEL, PATHS
-from postdeploy.monitoring.prometheus import READY_PROBE_TIMEOUT_S, PrometheusAPI
 from postdeploy.sysutil import LockTimeout, exclusive_lock, free_port, process_alive
 
 PROMETHEUS_BINARY = "prometheus"
@@ -53,6 +55,8 @@ STOP_TIMEOUT_S = 5.0
 LOCK_TIMEOUT_S = 30.0
 POLL_INTERVAL_S = 0.05
 SUPERVISE_INTERVAL_S = 0.25
+READY_PATH = "/-/ready"
+READY_PROBE_TIMEOUT_S = 0.5
 PR_SET_PDEATHSIG = 1
 
 
@@ -240,24 +244,28 @@ def _start(folder: Path, spec: ScrapeSpec) -> dict[str, Any]:
         "url": f"http://{HOST}:{port}",
         "data": str(data),
     }
-    api = PrometheusAPI(info["url"], READY_PROBE_TIMEOUT_S)
-    try:
+    with httpx.Client(base_url=info["url"], timeout=READY_PROBE_TIMEOUT_S) as client:
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if supervisor.poll() is not None:
                 break
-            if api.ready():
+            if _ready(client):
                 (folder / "instance.json").write_text(json.dumps(info), encoding="utf-8")
                 return info
             time.sleep(POLL_INTERVAL_S)
-    finally:
-        api.close()
     _stop(info)
     tail = log_file.read_text(encoding="utf-8", errors="replace").splitlines()[-10:]
     raise PrometheusUnavailable(
         f"the local Prometheus did not become ready on {info['url']} within "
         f"{START_TIMEOUT_S:.0f} s; last lines of {log_file}:\n" + "\n".join(tail)
     )
+
+
+def _ready(client: httpx.Client) -> bool:
+    try:
+        return client.get(READY_PATH).status_code == httpx.codes.OK
+    except httpx.HTTPError:
+        return False
 
 
 def _stop(info: Mapping[str, Any]) -> None:
