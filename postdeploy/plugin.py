@@ -228,6 +228,9 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", line)
     settings = _load_settings(config)
     config.stash[SETTINGS_KEY] = settings
+    from postdeploy.reporting.terminal import UnreachableOnce
+
+    config.pluginmanager.register(UnreachableOnce(settings.secrets), "postdeploy-unreachable")
     if settings.load_error or not _runs_suites(config):
         return
     # Strict markers in every validation run: a typo in a marker must not silently
