@@ -67,18 +67,15 @@ class ValidationRun:
             Verifier(settings.rootdir, settings.targets_file, settings.reports_dir),
         )
         self.verdict: dict[str, Any] | None = None
-        self.started_local: list[str] = []
 
-    # -- the local platform: deploy before the run when nothing serves ---------------------
+    # -- the platforms' part: deploy before the run where the platform does (local) --------
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
-        from postdeploy.fixtures import prepare_local
+        from postdeploy.rollback import lifecycle_of
 
         for target in self.settings.targets.values():
-            if target.platform != "local":
-                continue
             try:
-                prepare_local(target, self.settings)
+                lifecycle_of(target).prepare(self.settings.run_id, self.settings.expect_version)
             except Exception as exc:
                 raise pytest.UsageError(f"target {target.name!r}: {exc}") from None
 
@@ -126,11 +123,10 @@ class ValidationRun:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        from postdeploy.fixtures import finish_local
+        from postdeploy.rollback import lifecycle_of
 
         for target in self.settings.targets.values():
-            if target.platform == "local":
-                finish_local(target, self.settings)
+            lifecycle_of(target).finish(self.settings.run_id)
         targets = {}
         for name, target in self.settings.targets.items():
             record = self.controller.records.get(name)
