@@ -186,8 +186,3 @@ def previous_good(releases: Sequence[Release], current: Release) -> Release | No
         if release.can_rollback and (not release.ref or release.ref != current.ref):
             return release
     return None
-
-
-def driver_target(target: Target) -> str:
-    """How a target is named in driver messages: ``fly (https://...)``."""
-    return f"{target.name} ({target.url})"
