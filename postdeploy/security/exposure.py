@@ -104,8 +104,9 @@ class Exposure:
 
 
 def backup_signature(live: bytes | None) -> Signature:
-    """A backup of a live file shares its first bytes; of an unserved one, it is source code."""
-    if live and len(live) >= BACKUP_PREFIX_BYTES:
+    """A backup of a live file shares its first bytes; else (the file is not served, or a
+    catch-all page answers for it) the backup is recognised as source code."""
+    if live and len(live) >= BACKUP_PREFIX_BYTES and not looks_like_html(live):
         prefix = live[:BACKUP_PREFIX_BYTES]
         return lambda body: body.startswith(prefix)
     return is_source_code
