@@ -5,7 +5,12 @@ per target."""
 
 from __future__ import annotations
 
+import ssl
+import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote
 
 import httpx
@@ -374,3 +379,129 @@ def test_every_deploy_fault_of_the_catalogue_has_a_self_test():
                 "directory_listing", "mixed_content"}  # fmt: skip
     assert issue_15 <= set(load_faults())
     assert issue_15 <= covered
+
+
+# -- the two-client check through a caching edge (a stand-in until the production shape) ----
+
+
+class _CachingEdge(BaseHTTPRequestHandler):
+    """A stand-in of a caching edge in front of the app (plain HTTP on loopback).
+
+    It caches the way nginx's ``proxy_cache`` does when told to honour the upstream's headers:
+    the key is the request URI alone (``$scheme$proxy_host$request_uri``), a 200 is stored
+    when Cache-Control allows a shared cache (public, s-maxage or max-age, without private or
+    no-store) and sets no cookie, and a stored answer is served with an ``Age`` header.
+    """
+
+    upstream: httpx.Client
+    cache: dict[str, tuple[int, list[tuple[str, str]], bytes, float]]
+    lock: threading.Lock
+    HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length",
+                            "content-encoding"})  # fmt: skip
+
+    def do_GET(self) -> None:
+        stored = self.cache.get(self.path)
+        if stored is not None:
+            status, headers, body, at = stored
+            self._answer(status, [*headers, ("Age", str(int(time.time() - at)))], body)
+            return
+        response = self._upstream("GET", b"")
+        headers = [(k, v) for k, v in response.headers.multi_items()
+                   if k.lower() not in self.HOP_BY_HOP]  # fmt: skip
+        control = response.headers.get("cache-control", "").lower()
+        shared = ("public" in control or "max-age" in control) and not (
+            "private" in control or "no-store" in control or "set-cookie" in response.headers
+        )
+        if response.status_code == 200 and shared:
+            self.cache[self.path] = (200, headers, response.content, time.time())
+        self._answer(response.status_code, headers, response.content)
+
+    def _forward(self) -> None:
+        """Any other method goes through uncached."""
+        length = int(self.headers.get("content-length") or 0)
+        response = self._upstream(self.command, self.rfile.read(length))
+        headers = [(k, v) for k, v in response.headers.multi_items()
+                   if k.lower() not in self.HOP_BY_HOP]  # fmt: skip
+        self._answer(response.status_code, headers, response.content)
+
+    do_POST = do_PUT = do_DELETE = _forward
+
+    def _upstream(self, method: str, body: bytes) -> httpx.Response:
+        """The request as the client sent it: no cookie of an earlier client is kept."""
+        sent = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+        with self.lock:
+            self.upstream.cookies.clear()
+            return self.upstream.request(method, self.path, headers=sent, content=body)
+
+    def _answer(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+        self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def caching_edge(local_env) -> Iterator[str]:
+    """The URL of a caching edge stand-in in front of ``local_env``'s deployment."""
+    context = ssl.create_default_context(cafile=str(local_env.platform.ca_file))
+    upstream = httpx.Client(base_url=local_env.url, verify=context, timeout=10)
+    handler = type(
+        "Edge", (_CachingEdge,), {"upstream": upstream, "cache": {}, "lock": threading.Lock()}
+    )
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    upstream.close()
+
+
+EDGE_TARGETS = """
+[targets.edge]
+platform = "command"
+url = "{url}"
+rollback_command = "true"
+description = "the local deployment behind a caching edge stand-in"
+
+[targets.edge.security]
+edge = true
+"""
+
+
+@pytest.mark.parametrize("release", ["healthy", "private_cacheable"])
+def test_the_edge_check_catches_one_users_answer_served_to_another(
+    local_env, caching_edge, tmp_path, release
+):
+    faults = [] if release == "healthy" else [release]
+    local_env.platform.deploy("1.0.0" if release == "healthy" else "1.1.0", faults)
+    targets = tmp_path / "targets.toml"
+    targets.write_text(EDGE_TARGETS.format(url=caching_edge))
+    run = local_env.run(
+        *LEAN, "--targets-file", str(targets), "--target", "edge", "-k", "edge",
+        suites=("suites/security/test_caching.py",),
+    )  # fmt: skip
+    if release == "healthy":
+        assert EDGE in run.passed(), run.output[-4000:]
+        return
+    recorded = failures(_AsTarget(run, "edge"))
+    assert recorded[EDGE]["kind"] == "failed", recorded
+    message = recorded[EDGE]["message"]
+    assert "the edge served one user's answer to another" in message, message
+    assert "Age: " in message
+
+
+@dataclass
+class _AsTarget:
+    """A run whose verdict is read for another target than ``local``."""
+
+    run: object
+    name: str
+
+    def target(self) -> dict:
+        return self.run.target(self.name)  # type: ignore[attr-defined]
