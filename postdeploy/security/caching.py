@@ -14,7 +14,6 @@ ask for their own data in turn and each must get their own answer.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import httpx
@@ -38,10 +37,9 @@ class CacheControl:
         return name in self.directives
 
 
-def shared_cache_storable(headers: httpx.Headers | Mapping[str, str]) -> str | None:
+def shared_cache_storable(headers: httpx.Headers) -> str | None:
     """Why a shared cache may store this answer (RFC 9111), or None if it may not."""
-    values = headers.get_list("cache-control") if isinstance(headers, httpx.Headers) else (
-        [headers["cache-control"]] if "cache-control" in headers else [])  # fmt: skip
+    values = headers.get_list("cache-control")
     control = CacheControl.parse(values)
     shown = f"Cache-Control: {', '.join(values)}" if values else "no Cache-Control"
     vary = {v.strip() for v in (headers.get("vary") or "").split(",")}

@@ -20,7 +20,7 @@ import httpx
 URL_HEADERS = ("location", "refresh", "link", "content-location")
 #: How much of the body around the foreign host a failure message quotes.
 CONTEXT_CHARS = 60
-#: Ways to name the host: (description, headers to send given the own and the foreign host).
+#: The request headers that name the host, each sent alone with the foreign name.
 HOST_SPELLINGS = ("Host", "X-Forwarded-Host")
 
 
