@@ -160,6 +160,20 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "fuzz_examples": Key(
             (int, float), 10, help="schemathesis examples per API operation and mode (max 20)"
         ),
+        # what a deploy gets wrong (suites/security/test_{redirects,exposure,debug,...}.py)
+        "api_console": Key(bool, False, help="true: an interactive API console may be served"),
+        "openapi_public": Key(bool, True, help="false: the OpenAPI document must not be served"),
+        "private_source_maps": Key(
+            bool, False, help="true: the scripts' source maps must not be served"
+        ),
+        "edge": Key(
+            bool, False, help="the target is behind a caching edge: check two users' answers"
+        ),
+        "gating_checks": Key(
+            (list, str),
+            "open_redirect,exposed_files,debug_pages,private_caching",
+            help="deploy-misconfiguration checks whose failure gates (postdeploy.security.gating)",
+        ),
     },
     # Monitoring suite; a list may also be written as one comma-separated string.
     "monitoring": {
