@@ -231,3 +231,21 @@ def test_the_verifier_fails_when_the_data_is_gone_even_if_the_checks_pass(app, t
     assert result["status"] == "failed"
     assert result["data"]["status"] == "failed"
     assert result["reason"].startswith("data consistency:")
+
+
+def test_junit_names_map_back_to_node_ids_with_classes_and_params(tmp_path):
+    from postdeploy.rollback.controller import _junit_key, _junit_outcomes
+
+    junit = tmp_path / "junit.xml"
+    junit.write_text(
+        '<testsuites><testsuite name="pytest">'
+        '<testcase classname="suites.functional.test_a" name="test_login[web]">'
+        '<failure message="no"/></testcase>'
+        '<testcase classname="suites.functional.test_a.TestB" name="test_c[web]"/>'
+        '<testcase classname="suites.x" name="test_d[web]"><error message="bug"/></testcase>'
+        "</testsuite></testsuites>"
+    )
+    outcomes = _junit_outcomes(junit)
+    assert outcomes[_junit_key("suites/functional/test_a.py::test_login[web]")] == "failed"
+    assert outcomes[_junit_key("suites/functional/test_a.py::TestB::test_c[web]")] == "passed"
+    assert outcomes[_junit_key("suites/x.py::test_d[web]")] == "broken"

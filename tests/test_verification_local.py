@@ -4,10 +4,14 @@ against the restored release with its version expected, and the data marker read
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import jsonschema
 import pytest
 
 from postdeploy.rollback.consistency import MarkerStore
+
+SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "verdict.schema.json"
 
 CORE = ("suites/functional", "suites/monitoring/test_health.py")
 LOGIN = "test_login_returns_a_bearer_token_and_a_session_cookie"
@@ -68,6 +72,7 @@ def test_a_rollback_to_a_broken_release_fails_verification_naming_the_checks(fre
     current = platform.current()
     assert (current.version, current.faults) == ("1.0.0", ("login_broken",))
     assert len(platform.releases()) == before + 1
+    jsonschema.Draft202012Validator(json.loads(SCHEMA.read_text())).validate(run.verdict)
 
 
 def test_a_rollback_that_loses_the_marker_record_fails_verification(fresh):
@@ -85,6 +90,7 @@ def test_a_rollback_that_loses_the_marker_record_fails_verification(fresh):
     assert data["status"] == "failed"
     assert data["marker_run_id"] == run.verdict["run_id"], "this run's marker was written"
     assert "data consistency" in rollback["reason"]
+    jsonschema.Draft202012Validator(json.loads(SCHEMA.read_text())).validate(run.verdict)
 
 
 def test_a_release_that_cannot_write_the_marker_is_verified_with_the_last_run_s(fresh):

@@ -170,7 +170,10 @@ class MarkerClient:
             raise TargetRefused(
                 f"POST {PATHS.session} answered {response.status_code} ({_said(response)})"
             )
-        body = response.json()
+        try:
+            body = response.json()
+        except ValueError:
+            return {}
         return body if isinstance(body, dict) else {}
 
     def progress(self, token: str) -> dict[str, Any]:

@@ -128,9 +128,16 @@ class AuditLog:
             audit.write(redact_text(line, target.secret_values()) + "\n")
 
 
-def _junit_outcomes(junit: Path) -> dict[str, str]:
-    """``path/to/test_x.py::test_y[param]`` -> passed / failed / broken / skipped."""
-    outcomes: dict[str, str] = {}
+def _junit_key(nodeid: str) -> tuple[str, str]:
+    """A node id as junit names it: ``a/b/test_x.py::C::test_y`` -> ``(a.b.test_x.C, test_y)``."""
+    path, *rest = nodeid.split("::")
+    module = path.removesuffix(".py").replace("/", ".")
+    return ".".join([module, *rest[:-1]]), rest[-1] if rest else ""
+
+
+def _junit_outcomes(junit: Path) -> dict[tuple[str, str], str]:
+    """(junit classname, name) -> passed / failed / broken / skipped."""
+    outcomes: dict[tuple[str, str], str] = {}
     if not junit.exists():
         return outcomes
     try:
@@ -138,8 +145,7 @@ def _junit_outcomes(junit: Path) -> dict[str, str]:
     except ET.ParseError:
         return outcomes
     for case in root.iter("testcase"):
-        module = case.get("classname", "").replace(".", "/")
-        nodeid = f"{module}.py::{case.get('name', '')}"
+        key = case.get("classname", ""), case.get("name", "")
         outcome = "passed"
         for child in case:
             if child.tag == "failure":
@@ -148,8 +154,8 @@ def _junit_outcomes(junit: Path) -> dict[str, str]:
                 outcome = "broken"
             elif child.tag == "skipped" and outcome == "passed":
                 outcome = "skipped"
-        if outcomes.get(nodeid) not in ("failed", "broken"):
-            outcomes[nodeid] = outcome
+        if outcomes.get(key) not in ("failed", "broken"):
+            outcomes[key] = outcome
     return outcomes
 
 
@@ -176,6 +182,12 @@ class Verifier:
                 result["data"] = self.markers.read_back(target)
             except MarkerError as exc:
                 result["data"] = {"status": "failed", "reason": str(exc)}
+            except Exception as exc:  # the harness's bug must not pass for a verified rollback
+                result["data"] = {
+                    "status": "failed",
+                    "reason": f"the harness could not read the marker back: "
+                    f"{type(exc).__name__}: {redact_text(str(exc), target.secret_values())}",
+                }
         reasons = [result["reason"]] if result.get("reason") else []
         data = result.get("data") or {}
         if data.get("status") == "failed":
@@ -237,12 +249,15 @@ class Verifier:
             gate = entry.get("gate", "unknown")
             failures = {f.get("test"): f for f in entry.get("failures") or []}
         outcomes = _junit_outcomes(out_dir / VERIFY_JUNIT)
+        tests = checks or [f"{classname}::{name}" for classname, name in sorted(outcomes)]
         rerun = []
-        for test in checks or sorted(outcomes):
+        for test in tests:
             failure = failures.get(test) or {}
+            classname, _, name = test.partition("::")
+            key = _junit_key(test) if checks else (classname, name)
             item: dict[str, Any] = {
                 "test": test,
-                "outcome": failure.get("kind") or outcomes.get(test, "not-run"),
+                "outcome": failure.get("kind") or outcomes.get(key, "not-run"),
             }
             if failure.get("message"):
                 item["message"] = redact_text(str(failure["message"]), target.secret_values())
