@@ -54,6 +54,16 @@ if TYPE_CHECKING:
     from postdeploy.settings import RunSettings
 
 
+def target_of_nodeid(nodeid: str, names: list[str]) -> str | None:
+    """The target a parametrized node id runs against: ``test_x[local-prod]`` -> local-prod
+    (the longest target name that is a whole ``-``-separated part of its parameter ids)."""
+    if not nodeid.endswith("]") or "[" not in nodeid:
+        return None
+    params = "-" + nodeid[nodeid.index("[") + 1 : -1] + "-"
+    found = [name for name in names if f"-{name}-" in params]
+    return max(found, key=len) if found else None
+
+
 class ValidationRun:
     """Gate, rollback and verdict for the targets of one run."""
 
@@ -104,6 +114,18 @@ class ValidationRun:
             name = callspec.params.get("target") if callspec else None
             if name in self.results and item.get_closest_marker("gating") is not None:
                 self.controller.gating_checks.setdefault(name, []).append(item.nodeid)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        """Under xdist the controller collects nothing itself: the workers' node ids stand in,
+        and the verification keeps the gating ones with ``-m gating``."""
+        if self.controller.checks_are_gating is False:
+            return  # the first worker's ids are every worker's
+        self.controller.checks_are_gating = False
+        for nodeid in ids:
+            name = target_of_nodeid(nodeid, list(self.results))
+            if name is not None:
+                self.controller.gating_checks.setdefault(name, []).append(nodeid)
 
     # -- results ---------------------------------------------------------------------------
 

@@ -100,7 +100,7 @@ def test_the_verifier_gets_every_gating_check_of_the_run_and_the_restored_versio
     checks = ["suites/functional/test_a.py::test_login[web]", "suites/x.py::test_health[web]"]
     controller.gating_checks["web"] = checks
     controller.on_gate_failed(make_target(), "x", driver=VersionedDriver())
-    assert seen == {"checks": tuple(checks), "expect_version": "1.0.0"}
+    assert seen == {"checks": tuple(checks), "expect_version": "1.0.0", "only_gating": False}
 
 
 def test_a_driver_that_cannot_tell_the_version_expects_none(tmp_path):
@@ -226,7 +226,7 @@ def test_the_verifier_fails_when_the_data_is_gone_even_if_the_checks_pass(app, t
     data.write(make_target())
     app.users.clear()
     verifier = Verifier(tmp_path, tmp_path / "targets.toml", tmp_path / "reports", markers=data)
-    verifier._rerun = lambda target, checks, version: {"status": "passed", "checks": []}  # type: ignore[method-assign]
+    verifier._rerun = lambda *_: {"status": "passed", "checks": []}  # type: ignore[method-assign]
     result = verifier(make_target())
     assert result["status"] == "failed"
     assert result["data"]["status"] == "failed"
@@ -249,3 +249,27 @@ def test_junit_names_map_back_to_node_ids_with_classes_and_params(tmp_path):
     assert outcomes[_junit_key("suites/functional/test_a.py::test_login[web]")] == "failed"
     assert outcomes[_junit_key("suites/functional/test_a.py::TestB::test_c[web]")] == "passed"
     assert outcomes[_junit_key("suites/x.py::test_d[web]")] == "broken"
+
+
+def test_under_xdist_the_collected_ids_are_rerun_keeping_the_gating_ones(tmp_path):
+    verifier = Verifier(tmp_path, tmp_path / "targets.toml", tmp_path / "reports")
+    checks = ["suites/a.py::test_x[web]"]
+    command = verifier._command(make_target(), checks, None, tmp_path / "out", only_gating=True)
+    assert command[command.index(checks[0]) + 1 : command.index(checks[0]) + 3] == ["-m", "gating"]
+
+
+@pytest.mark.parametrize(
+    ("nodeid", "expected"),
+    [
+        ("suites/a.py::test_x[local]", "local"),
+        ("suites/a.py::test_x[local-prod]", "local-prod"),
+        ("suites/a.py::test_x[local-GET /api/health]", "local"),
+        ("suites/a.py::test_x[3-local-prod]", "local-prod"),
+        ("suites/a.py::test_x[fly]", None),
+        ("suites/a.py::test_x", None),
+    ],
+)
+def test_the_target_of_a_node_id_is_its_longest_matching_parameter(nodeid, expected):
+    from postdeploy.run import target_of_nodeid
+
+    assert target_of_nodeid(nodeid, ["local", "local-prod"]) == expected

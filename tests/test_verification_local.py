@@ -108,3 +108,17 @@ def test_a_release_that_cannot_write_the_marker_is_verified_with_the_last_run_s(
     assert data["marker_run_id"] == first.verdict["run_id"]
     store = MarkerStore(fresh.state_dir / "data-markers" / "local.json").load()
     assert store["marker"]["run_id"] == first.verdict["run_id"]
+
+
+def test_under_xdist_every_gating_check_is_rerun_too(fresh):
+    platform = fresh.platform
+    platform.deploy("1.0.0")
+    platform.deploy("2.0.0", ["health_down"])
+    run = fresh.run("-n", "2", "-m", "gating", "--rollback", "auto", suites=CORE)
+    rollback = run.target()["rollback"]
+    assert rollback["status"] == "succeeded", rollback
+    rerun = {
+        c["test"].rsplit("::", 1)[-1].split("[")[0] for c in rollback["verification"]["checks"]
+    }
+    assert {LOGIN, "test_health_endpoint_reports_healthy"} <= rerun
+    assert len(rerun) >= 10, rerun

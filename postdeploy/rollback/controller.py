@@ -174,9 +174,15 @@ class Verifier:
     markers: DataMarkers | None = None
 
     def __call__(
-        self, target: Target, checks: Sequence[str] = (), expect_version: str | None = None
+        self,
+        target: Target,
+        checks: Sequence[str] = (),
+        expect_version: str | None = None,
+        only_gating: bool = False,
     ) -> dict[str, Any]:
-        result = self._rerun(target, list(checks), expect_version)
+        """Verify ``target``: re-run ``checks`` (node ids; with ``only_gating`` the gating ones
+        among them) expecting ``expect_version``, then read the data marker back."""
+        result = self._rerun(target, list(checks), expect_version, only_gating)
         if self.markers is not None:
             try:
                 result["data"] = self.markers.read_back(target)
@@ -200,9 +206,17 @@ class Verifier:
         return result
 
     def _command(
-        self, target: Target, checks: list[str], expect_version: str | None, out_dir: Path
+        self,
+        target: Target,
+        checks: list[str],
+        expect_version: str | None,
+        out_dir: Path,
+        only_gating: bool = False,
     ) -> list[str]:
-        selection = checks or [str(self.rootdir / VERIFY_SUITE), "-m", "gating"]
+        if not checks:
+            selection = [str(self.rootdir / VERIFY_SUITE), "-m", "gating"]
+        else:
+            selection = [*checks, "-m", "gating"] if only_gating else checks
         command = [
             sys.executable, "-m", "pytest", *selection, "--target", target.name,
             f"--targets-file={self.targets_file}",
@@ -217,12 +231,16 @@ class Verifier:
         return command
 
     def _rerun(
-        self, target: Target, checks: list[str], expect_version: str | None
+        self,
+        target: Target,
+        checks: list[str],
+        expect_version: str | None,
+        only_gating: bool = False,
     ) -> dict[str, Any]:
         if not checks and not (self.rootdir / VERIFY_SUITE).exists():
             return {"status": "not-run", "reason": f"{self.rootdir / VERIFY_SUITE} does not exist"}
         out_dir = self.reports_dir / "verification" / target.name
-        command = self._command(target, checks, expect_version, out_dir)
+        command = self._command(target, checks, expect_version, out_dir, only_gating)
         started = time.monotonic()
         base: dict[str, Any] = {"expect_version": expect_version}
         try:
@@ -250,6 +268,8 @@ class Verifier:
             failures = {f.get("test"): f for f in entry.get("failures") or []}
         outcomes = _junit_outcomes(out_dir / VERIFY_JUNIT)
         tests = checks or [f"{classname}::{name}" for classname, name in sorted(outcomes)]
+        if only_gating:  # the non-gating ones were deselected: not a result
+            tests = [t for t in tests if t in failures or _junit_key(t) in outcomes]
         rerun = []
         for test in tests:
             failure = failures.get(test) or {}
@@ -298,6 +318,8 @@ class RollbackController:
         self.records: dict[str, RollbackRecord] = {}
         #: target -> node ids of the run's gating checks, re-run by the verification
         self.gating_checks: dict[str, list[str]] = {}
+        #: False when those ids are all the run's checks (xdist): the re-run keeps the gating
+        self.checks_are_gating = True
 
     def record_for(self, target: Target) -> RollbackRecord:
         return self.records.setdefault(target.name, RollbackRecord(self.mode))
@@ -414,8 +436,9 @@ class RollbackController:
         self.audit.write(target, "rollback_serving", release=new.id, duration_s=record.duration_s)
         record.verification = self.verifier(
             target,
-            checks=tuple(self.gating_checks.get(target.name, ())),
+            checks=tuple(dict.fromkeys(self.gating_checks.get(target.name, ()))),
             expect_version=self._restored_version(driver),
+            only_gating=not self.checks_are_gating,
         )
         if record.verification.get("status") != "passed":
             why = record.verification.get("reason") or "the gating checks fail against it too"
