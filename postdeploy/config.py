@@ -132,6 +132,9 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "cooldown_s": Key((int, float), 3600.0, help="no second rollback within this window"),
         "wait_timeout_s": Key((int, float), 300.0, help="how long to wait for the old release"),
         "poll_interval_s": Key((int, float), 1.0, help="how often to ask the platform"),
+        "verify_data": Key(
+            bool, True, help="false: no data marker (an app without the contract's API)"
+        ),
     },
     "notify": {
         "slack_webhook_env": Key(str, "", help="env var holding a Slack incoming-webhook URL"),

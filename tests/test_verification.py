@@ -284,3 +284,17 @@ def test_every_marker_session_is_one_the_app_accepts():
 
     low, high = DURATION_RANGE_S
     assert 0 < low < high <= MAX_DURATION_S
+
+
+def test_a_target_that_opts_out_keeps_no_marker_and_says_so(app, tmp_path):
+    from postdeploy.config import Section
+
+    target = make_target()
+    sections = {**target.sections}
+    sections["rollback"] = Section("rollback", {**sections["rollback"], "verify_data": False})
+    target = Target(name=target.name, platform=target.platform, url=target.url, sections=sections)
+    assert markers(app, tmp_path, "run-1").write(target)["status"] == "not-written"
+    assert app.users == {}, "nothing is written"
+    result = markers(app, tmp_path, "run-1").read_back(target)
+    assert result["status"] == "not-run"
+    assert "verify_data is false" in result["reason"]
