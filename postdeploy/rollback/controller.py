@@ -9,6 +9,14 @@ target's gate fails; from there it
    release serving, and re-runs the gating health checks against it,
 4. records every step in the verdict and in the append-only audit log.
 
+Around the rollback it also keeps what an incident review needs: the failing release's newest
+log lines at detection (redacted, bounded, in ``evidence_dir``), the timeline (detected,
+initiated, serving, verified, each with its time), the rollback and recovery times judged
+against ``rollback.objective_s`` and ``rollback.recovery_objective_s`` (a miss escalates),
+and the availability measured while the rollback ran (``postdeploy.rollback.availability``).
+A ``listener`` hears ``initiated`` the moment the driver is called and ``finished`` when the
+outcome is known, so people are told while it happens.
+
 A failure anywhere is a failed rollback with a reason, never an exception out of here: the
 run must still write its reports.
 """
@@ -21,6 +29,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -28,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from postdeploy.redact import redact_text
 from postdeploy.rollback import driver_for
+from postdeploy.rollback.availability import AvailabilityProbe
 from postdeploy.rollback.base import DriverError, Release, previous_good
 from postdeploy.rollback.ledger import Ledger
 
@@ -41,6 +51,12 @@ VERIFY_SUITE = Path("suites") / "monitoring" / "test_health.py"
 VERIFY_TIMEOUT_S = 120.0
 #: Output kept from the verification run, in lines.
 VERIFY_OUTPUT_LINES = 30
+#: Bounds of the log evidence: characters per line and in all.
+EVIDENCE_LINE_CHARS = 2000
+EVIDENCE_MAX_CHARS = 512 * 1024
+#: Events the listener hears.
+EVENT_INITIATED = "initiated"
+EVENT_FINISHED = "finished"
 
 
 class Mode(StrEnum):
@@ -79,6 +95,22 @@ class RollbackRecord:
     duration_s: float | None = None
     verification: dict[str, Any] | None = None
     escalate: bool = False
+    #: detected, initiated, serving, verified (or failed): ``{"event", "at", "t_s"}``
+    timeline: list[dict[str, Any]] = field(default_factory=list)
+    objectives: dict[str, Any] | None = None
+    availability: dict[str, Any] | None = None
+    #: the failing release's logs kept at detection: ``{"file", "lines", "release"}``
+    evidence: dict[str, Any] | None = None
+    _t0: float = field(default=0.0, repr=False)
+
+    def mark(self, event: str, monotonic: float | None = None, **details: Any) -> None:
+        """Add ``event`` to the timeline, timed from detection."""
+        monotonic = time.monotonic() if monotonic is None else monotonic
+        if not self.timeline:
+            self._t0 = monotonic
+        self.timeline.append(
+            {"event": event, "at": _now(), "t_s": round(monotonic - self._t0, 3), **details}
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -96,6 +128,10 @@ class RollbackRecord:
             "duration_s": self.duration_s,
             "verification": self.verification,
             "escalate": self.escalate,
+            "timeline": self.timeline,
+            "objectives": self.objectives,
+            "availability": self.availability,
+            "evidence": self.evidence,
         }
 
 
@@ -177,17 +213,97 @@ class Verifier:
         }
 
 
+#: Hears the controller's events: (target, EVENT_INITIATED or EVENT_FINISHED, record).
+Listener = Callable[["Target", str, RollbackRecord], None]
+
+
+def judge_objectives(
+    target: Target, rollback_s: float | None, recovery_s: float | None
+) -> dict[str, Any]:
+    """The rollback and recovery times against the target's objectives."""
+    rollback_objective = float(target.rollback.objective_s)
+    recovery_objective = float(target.rollback.recovery_objective_s)
+    rollback_met = rollback_s is not None and rollback_s <= rollback_objective
+    recovery_met = recovery_s is not None and recovery_s <= recovery_objective
+    missed = []
+    if not rollback_met:
+        took = "did not finish" if rollback_s is None else f"took {rollback_s:.1f} s"
+        missed.append(f"the rollback {took}, objective {rollback_objective:.0f} s")
+    if not recovery_met:
+        took = "was not reached" if recovery_s is None else f"took {recovery_s:.1f} s"
+        missed.append(f"recovery {took}, objective {recovery_objective:.0f} s")
+    return {
+        "rollback_s": rollback_s,
+        "rollback_objective_s": rollback_objective,
+        "rollback_met": rollback_met,
+        "recovery_s": recovery_s,
+        "recovery_objective_s": recovery_objective,
+        "recovery_met": recovery_met,
+        "missed": missed,
+    }
+
+
+def bounded_log(lines: list[str], secrets: list[str]) -> list[str]:
+    """Redacted lines, each and all bounded, newest kept."""
+    kept: list[str] = []
+    total = 0
+    for line in reversed(lines):
+        line = redact_text(line[:EVIDENCE_LINE_CHARS], secrets)
+        total += len(line) + 1
+        if total > EVIDENCE_MAX_CHARS:
+            break
+        kept.append(line)
+    return kept[::-1]
+
+
 class RollbackController:
     """Rolls each target back at most once per run, as soon as its gate fails."""
 
     def __init__(
-        self, mode: Mode, audit: AuditLog, verifier: Verifier, ledger: Ledger | None = None
+        self,
+        mode: Mode,
+        audit: AuditLog,
+        verifier: Verifier,
+        ledger: Ledger | None = None,
+        *,
+        listener: Listener | None = None,
+        evidence_dir: Path | None = None,
     ) -> None:
         self.mode = mode
         self.audit = audit
         self.verifier = verifier
         self.ledger = ledger or Ledger()
+        self.listener = listener
+        self.evidence_dir = evidence_dir
         self.records: dict[str, RollbackRecord] = {}
+
+    def _tell(self, target: Target, event: str, record: RollbackRecord) -> None:
+        if self.listener is None:
+            return
+        try:
+            self.listener(target, event, record)
+        except Exception as exc:  # telling people must never stop the rollback
+            self.audit.write(target, "listener_failed", on=event, error=type(exc).__name__)
+
+    def _keep_evidence(
+        self, target: Target, record: RollbackRecord, driver: RollbackDriver
+    ) -> None:
+        """The failing release's newest log lines at detection, redacted, into a file."""
+        if self.evidence_dir is None:
+            return
+        release = (record.from_release or {}).get("id", "unknown")
+        try:
+            lines = bounded_log(
+                list(driver.logs(int(target.rollback.evidence_log_lines))),
+                target.secret_values(),
+            )
+        except Exception as exc:  # the platform's trouble: recorded, never fatal
+            record.evidence = {"error": redact_text(f"{type(exc).__name__}: {exc}")}
+            return
+        self.evidence_dir.mkdir(parents=True, exist_ok=True)
+        path = self.evidence_dir / f"{target.name}-release-{release}-logs.txt"
+        path.write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
+        record.evidence = {"file": str(path), "lines": len(lines), "release": release}
 
     def record_for(self, target: Target) -> RollbackRecord:
         return self.records.setdefault(target.name, RollbackRecord(self.mode))
@@ -208,6 +324,7 @@ class RollbackController:
         if self.mode is Mode.OFF or self.handled(target):
             return record
         record.detected_at = _now()
+        record.mark("detected", detected)
         self.audit.write(target, "gate_failed", mode=str(self.mode), reason=reason)
         if not target.rollback.allowed:
             return self._finish(
@@ -262,6 +379,7 @@ class RollbackController:
                 )  # fmt: skip
             record.to_release = to.to_dict()
             record.calls = [str(call) for call in driver.plan(to)]
+            self._keep_evidence(target, record, driver)
             if self.mode is Mode.DRY_RUN:
                 self.audit.write(target, "dry_run", to=to.id, calls=record.calls)
                 return self._finish(target, record, Status.DRY_RUN, "dry run: nothing was called")
@@ -286,36 +404,58 @@ class RollbackController:
         record.started_at = _now()
         record.detection_to_call_s = round(time.monotonic() - detected, 4)
         self.audit.write(target, "rollback_started", to=to.id, calls=record.calls)
+        record.mark("initiated", to=to.id)
+        self._tell(target, EVENT_INITIATED, record)
+        wait_s = float(target.rollback.wait_timeout_s)
+        probe = AvailabilityProbe(
+            target,
+            interval_s=float(target.rollback.availability_interval_s),
+            max_s=wait_s,
+            objective=float(target.rollback.availability_objective),
+        ).start()
         started = time.monotonic()
-        new = driver.rollback(to)
-        record.new_release = new.to_dict()
-        self.ledger.record(
-            target.name, run_id=self.audit.run_id, event="rollback", to=to.id, new=new.id,
-            from_release=(record.from_release or {}).get("id"),
-        )  # fmt: skip
-        serving = driver.wait_until_serving(new, target.rollback.wait_timeout_s)
-        record.duration_s = round(time.monotonic() - started, 3)
+        try:
+            new = driver.rollback(to)
+            record.new_release = new.to_dict()
+            self.ledger.record(
+                target.name, run_id=self.audit.run_id, event="rollback", to=to.id, new=new.id,
+                from_release=(record.from_release or {}).get("id"),
+            )  # fmt: skip
+            serving = driver.wait_until_serving(new, wait_s)
+            record.duration_s = round(time.monotonic() - started, 3)
+        finally:
+            record.availability = probe.stop()
         if not serving:
+            record.mark("failed", why="not serving")
+            record.objectives = judge_objectives(target, None, None)
             return self._finish(
                 target, record, Status.FAILED,
-                f"release {new.id} was not serving within {target.rollback.wait_timeout_s:.0f} s",
+                f"release {new.id} was not serving within {wait_s:.0f} s",
                 escalate=True,
             )  # fmt: skip
+        record.mark("serving", release=new.id)
         self.audit.write(target, "rollback_serving", release=new.id, duration_s=record.duration_s)
         record.verification = self.verifier(target)
         if record.verification.get("status") != "passed":
+            record.mark("failed", why="verification failed")
+            record.objectives = judge_objectives(target, record.duration_s, None)
             return self._finish(
                 target, record, Status.FAILED,
                 f"rolled back to {to.id}, but the gating health checks fail against it too",
                 escalate=True,
             )  # fmt: skip
-        return self._finish(
-            target,
-            record,
-            Status.SUCCEEDED,
-            f"rolled back from {record.from_release and record.from_release['id']} to {to.id}; "
-            "gating health checks pass",
+        record.mark("verified")
+        record.objectives = judge_objectives(
+            target, record.duration_s, round(time.monotonic() - detected, 3)
         )
+        missed = record.objectives["missed"]
+        reason = (
+            f"rolled back from {record.from_release and record.from_release['id']} to {to.id}; "
+            "gating health checks pass"
+        )
+        if missed:
+            reason += "; objective missed: " + "; ".join(missed)
+        return self._finish(target, record, Status.SUCCEEDED, reason, escalate=bool(missed))
 
     def _finish(
         self,
@@ -328,6 +468,8 @@ class RollbackController:
     ) -> RollbackRecord:
         record.status = status
         record.reason = redact_text(reason, target.secret_values())
+        if status is Status.FAILED and record.timeline and record.timeline[-1]["event"] != "failed":
+            record.mark("failed", why=record.reason)
         record.escalate = escalate
         record.finished_at = _now()
         self.audit.write(
@@ -335,4 +477,6 @@ class RollbackController:
             reason=record.reason, verification=(record.verification or {}).get("status"),
             escalate=escalate,
         )  # fmt: skip
+        if self.mode is Mode.AUTO and status is not Status.DRY_RUN:
+            self._tell(target, EVENT_FINISHED, record)
         return record
