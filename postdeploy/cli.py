@@ -94,14 +94,23 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 def cmd_watch(args: argparse.Namespace) -> int:
     from postdeploy.rollback.controller import Mode
-    from postdeploy.watch import WatchSettings, parse_duration, watch
+    from postdeploy.watch import WatchSettings, env_defaults, parse_duration, watch
 
     try:
+        defaults = env_defaults()
         settings = WatchSettings(
             duration_s=parse_duration(args.duration),
-            interval_s=parse_duration(args.interval),
-            error_threshold=args.error_threshold,
-            latency_threshold_ms=args.latency_threshold_ms,
+            interval_s=parse_duration(args.interval)
+            if args.interval is not None
+            else defaults["interval_s"],
+            error_threshold=int(
+                args.error_threshold
+                if args.error_threshold is not None
+                else defaults["error_threshold"]
+            ),
+            latency_threshold_ms=args.latency_threshold_ms
+            if args.latency_threshold_ms is not None
+            else defaults["latency_threshold_ms"],
         )
     except ValueError as exc:
         raise ConfigError(f"watch: {exc}") from None
@@ -197,16 +206,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--targets-file", type=Path, default=Path(DEFAULT_TARGETS_FILE), help="Targets file"
     )
     monitor.add_argument("--duration", default="10m", help="How long to watch (default: 10m)")
-    monitor.add_argument("--interval", default="30s", help="Time between rounds (default: 30s)")
     monitor.add_argument(
-        "--error-threshold", type=int, default=5, help="Errors that fail the gate (default: 5)"
-    )
+        "--interval", default=None,
+        help="Time between rounds (default: $ROLLBACK_MONITORING_INTERVAL or 30s)",
+    )  # fmt: skip
     monitor.add_argument(
-        "--latency-threshold-ms",
-        type=float,
-        default=5000.0,
-        help="A slower answer counts as an error (default: 5000)",
-    )
+        "--error-threshold", type=int, default=None,
+        help="Errors that fail the gate (default: $ROLLBACK_ERROR_THRESHOLD or 5)",
+    )  # fmt: skip
+    monitor.add_argument(
+        "--latency-threshold-ms", type=float, default=None,
+        help="A slower answer counts as an error (default: $ROLLBACK_RESPONSE_TIME_THRESHOLD "
+        "or 5000)",
+    )  # fmt: skip
     monitor.add_argument(
         "--rollback",
         choices=("off", "dry-run", "auto"),

@@ -180,9 +180,7 @@ SECTIONS: dict[str, dict[str, Key]] = {
         ),
         "statuspage_page_id": Key(str, "", help="Statuspage page id"),
         "statuspage_component_id": Key(str, "", help="Statuspage component of this target"),
-        "statuspage_url": Key(
-            str, "https://api.statuspage.io/v1", help="Statuspage REST API base"
-        ),
+        "statuspage_url": Key(str, "https://api.statuspage.io/v1", help="Statuspage REST API base"),
         "timeout_s": Key((int, float), 5.0, help="timeout of each notification request"),
     },
     # Security suite: TLS (sslyze) ...

@@ -18,7 +18,11 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from postdeploy.config import Target
+    from postdeploy.gate import TargetResults
 
 SEV1, SEV2, SEV3 = 1, 2, 3
 #: The one-word PagerDuty/Events API severity of each level.
@@ -138,4 +142,21 @@ def assess_entry(
         categories,
         warnings=warnings,
         rollback=entry.get("rollback"),
+    )
+
+
+def assess_results(
+    target: Target, results: TargetResults, rollback: Mapping[str, Any] | None = None
+) -> Assessment:
+    """The severity of a target's results so far (the run controller, the watch)."""
+    warnings = [
+        *results.flaky(),
+        *(name for name in results.quarantined if name not in results.flaky()),
+    ]
+    return assess(
+        SeverityRules.from_section(target.sections.get("severity")),
+        [f.to_dict() for f in results.failures],
+        results.categories,
+        warnings=warnings,
+        rollback=rollback,
     )
