@@ -4,6 +4,7 @@ postdeploy local deploy VERSION [--faults a,b]   deploy a release of the referen
 postdeploy local status | rollback | stop         inspect, roll back, stop it
 postdeploy local faults                           the faults a release can carry
 postdeploy local logs [-n N]                      the serving release's log lines
+postdeploy drill --target T                      could T be rolled back now? (a dry run)
 postdeploy report [--reports-dir DIR]             the HTML report from allure-results, with history
 """
 
@@ -149,6 +150,49 @@ def cmd_watch(args: argparse.Namespace) -> int:
     return int(result.verdict["exit_status"])
 
 
+def cmd_drill(args: argparse.Namespace) -> int:
+    """A rollback drill: could the target be rolled back now? Gate in dry-run, then readiness."""
+    import json
+
+    from postdeploy.rollback.controller import (
+        AUDIT_FILE,
+        AuditLog,
+        Mode,
+        RollbackController,
+        Verifier,
+    )
+    from postdeploy.settings import new_run_id
+
+    targets = load_targets(args.targets_file).select(args.target)
+    if len(targets) != 1:
+        raise ConfigError("drill: --target names one target")
+    target = targets[0]
+    reports = args.reports_dir
+    run_id = new_run_id()
+    verifier = Verifier(Path.cwd(), args.targets_file, reports, rollback="dry-run", subdir="drill")
+    controller = RollbackController(Mode.DRY_RUN, AuditLog(reports / AUDIT_FILE, run_id), verifier)
+    print(f"rollback drill of {target.name} ({target.url}), run {run_id}")
+    gate = {"status": "skipped", "reason": "--no-gate"} if args.no_gate else verifier(target)
+    print(f"  gate (--rollback dry-run, health checks): {gate.get('status')}"
+          + (f" - {gate['reason']}" if gate.get("reason") else ""))  # fmt: skip
+    checks = controller.readiness(target)
+    for check in checks:
+        print(f"  {'ok  ' if check['ok'] else 'FAIL'} {check['check']}: {check['detail']}")
+    ready = all(check["ok"] for check in checks)
+    verdict = "a rollback could happen now" if ready else "a rollback could NOT happen now"
+    print(f"drill: {verdict}")
+    reports.mkdir(parents=True, exist_ok=True)
+    (reports / "drill.json").write_text(
+        json.dumps(
+            {"run_id": run_id, "target": target.name, "ready": ready, "gate": gate,
+             "checks": checks},
+            indent=2,
+        ) + "\n",
+        encoding="utf-8",
+    )  # fmt: skip
+    return EXIT_OK if ready else EXIT_FAILED
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from postdeploy.reporting import html as htmlreport
 
@@ -229,6 +273,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--reports-dir", type=Path, default=Path("reports"), help="Where verdict.json goes"
     )
     monitor.set_defaults(handler=cmd_watch)
+
+    drill = commands.add_parser(
+        "drill", help="Rollback drill: could the target be rolled back now? (calls nothing)"
+    )
+    drill.add_argument("--target", required=True, help="Target to drill (one)")
+    drill.add_argument(
+        "--targets-file", type=Path, default=Path(DEFAULT_TARGETS_FILE), help="Targets file"
+    )
+    drill.add_argument(
+        "--reports-dir", type=Path, default=Path("reports"), help="Where drill.json goes"
+    )
+    drill.add_argument(
+        "--no-gate", action="store_true", help="Only the readiness checks, no dry-run gate"
+    )
+    drill.set_defaults(handler=cmd_drill)
 
     report = commands.add_parser(
         "report", help="Build the HTML report from allure-results (Allure 3), keeping history"

@@ -29,7 +29,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -167,18 +167,21 @@ class Verifier:
     targets_file: Path
     reports_dir: Path
     timeout_s: float = VERIFY_TIMEOUT_S
+    #: ``dry-run`` for a rollback drill: the gate decides, nothing is called
+    rollback: str = "off"
+    subdir: str = "verification"
 
     def __call__(self, target: Target) -> dict[str, Any]:
         suite = self.rootdir / VERIFY_SUITE
         if not suite.exists():
             return {"status": "not-run", "reason": f"{suite} does not exist"}
-        out_dir = self.reports_dir / "verification" / target.name
+        out_dir = self.reports_dir / self.subdir / target.name
         command = [
             sys.executable, "-m", "pytest", str(suite),
             "-m", "gating", "--target", target.name,
             "--targets-file", str(self.targets_file),
             "--base-url", target.url,
-            "--rollback", "off", "--notify", "off", "--reports-dir", str(out_dir),
+            "--rollback", self.rollback, "--notify", "off", "--reports-dir", str(out_dir),
             "-p", "no:xdist", "-p", "no:cacheprovider", "-q", "--no-header",
             "--rootdir", str(self.rootdir),
         ]  # fmt: skip
@@ -217,12 +220,20 @@ class Verifier:
 Listener = Callable[["Target", str, RollbackRecord], None]
 
 
+def rollback_setting(target: Target, key: str) -> float:
+    """A ``[rollback]`` number of ``target``, its documented default when the section lacks it."""
+    from postdeploy.config import SECTIONS
+
+    section: Mapping[str, Any] = target.sections.get("rollback") or {}
+    return float(section.get(key, SECTIONS["rollback"][key].default))
+
+
 def judge_objectives(
     target: Target, rollback_s: float | None, recovery_s: float | None
 ) -> dict[str, Any]:
     """The rollback and recovery times against the target's objectives."""
-    rollback_objective = float(target.rollback.objective_s)
-    recovery_objective = float(target.rollback.recovery_objective_s)
+    rollback_objective = rollback_setting(target, "objective_s")
+    recovery_objective = rollback_setting(target, "recovery_objective_s")
     rollback_met = rollback_s is not None and rollback_s <= rollback_objective
     recovery_met = recovery_s is not None and recovery_s <= recovery_objective
     missed = []
@@ -294,7 +305,7 @@ class RollbackController:
         release = (record.from_release or {}).get("id", "unknown")
         try:
             lines = bounded_log(
-                list(driver.logs(int(target.rollback.evidence_log_lines))),
+                list(driver.logs(int(rollback_setting(target, "evidence_log_lines")))),
                 target.secret_values(),
             )
         except Exception as exc:  # the platform's trouble: recorded, never fatal
@@ -348,6 +359,58 @@ class RollbackController:
                 return self._finish(target, record, Status.SKIPPED, cooldown, escalate=True)
             return self._decide(target, record, driver, detected)
 
+    def readiness(
+        self, target: Target, driver: RollbackDriver | None = None
+    ) -> list[dict[str, Any]]:
+        """Could ``target`` be rolled back now? One ``{"check", "ok", "detail"}`` per condition
+        (a rollback drill): allowed, driver reachable, a previous good release, not in
+        cooldown, lock free. Calls nothing that changes the platform."""
+        checks: list[dict[str, Any]] = []
+
+        def check(name: str, ok: bool, detail: str) -> None:
+            checks.append(
+                {"check": name, "ok": ok, "detail": redact_text(detail, target.secret_values())}
+            )
+
+        allowed = bool(target.rollback.allowed)
+        check(
+            "rollback allowed", allowed,
+            "rollback.allowed is true" if allowed
+            else "rollback.allowed is false for this target; it would be rolled back by hand",
+        )  # fmt: skip
+        try:
+            driver = driver or driver_for(target)
+            driver.preflight()
+            current = driver.current()
+            releases = list(driver.releases())
+        except Exception as exc:  # DriverError or a driver bug: the drill says which
+            check("driver reachable", False, f"the {target.platform} driver: {exc}")
+            check("previous good release", False, "unknown: the driver did not answer")
+        else:
+            check(
+                "driver reachable", True,
+                f"the {target.platform} driver answers; serving release {current.id} "
+                f"({current.version or current.ref})",
+            )  # fmt: skip
+            to = previous_good(releases, current)
+            check(
+                "previous good release", to is not None,
+                f"would roll back to release {to.id} ({to.version or to.ref})" if to
+                else f"no earlier release of {target.name} to roll back to "
+                f"(serving {current.id} {current.version or current.ref}, "
+                f"{len(releases)} release(s) known)",
+            )  # fmt: skip
+        cooldown = self._cooldown(target)
+        check("not in cooldown", not cooldown, cooldown or "no rollback inside the cooldown")
+        with self.ledger.hold(target.name) as acquired:
+            check(
+                "lock free", acquired,
+                f"the rollback lock in {self.ledger.directory} is free" if acquired
+                else f"another postdeploy run holds the rollback lock of {target.name} "
+                f"({self.ledger.directory}); a rollback now would stand aside",
+            )  # fmt: skip
+        return checks
+
     def _cooldown(self, target: Target) -> str:
         """Why the target must not be rolled back again now, or an empty string."""
         window = target.rollback.cooldown_s
@@ -362,7 +425,10 @@ class RollbackController:
         )
 
     def _decide(
-        self, target: Target, record: RollbackRecord, driver: RollbackDriver | None,
+        self,
+        target: Target,
+        record: RollbackRecord,
+        driver: RollbackDriver | None,
         detected: float,
     ) -> RollbackRecord:
         try:
@@ -409,9 +475,9 @@ class RollbackController:
         wait_s = float(target.rollback.wait_timeout_s)
         probe = AvailabilityProbe(
             target,
-            interval_s=float(target.rollback.availability_interval_s),
+            interval_s=rollback_setting(target, "availability_interval_s"),
             max_s=wait_s,
-            objective=float(target.rollback.availability_objective),
+            objective=rollback_setting(target, "availability_objective"),
         ).start()
         started = time.monotonic()
         try:
