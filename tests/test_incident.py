@@ -236,3 +236,33 @@ def test_a_slow_endpoint_release_is_sev_2_and_does_not_page(local_env, receiver,
     slack = sent(receiver, "/services/")
     assert len(slack) == 1
     assert "[Sev 2 ERROR]" in slack[0].body["text"]
+
+
+def test_failed_deliveries_are_recorded_and_harmless(local_env, receiver, statuspage, smtp):
+    """Teams answers 500, Statuspage 500, the SMTP server refuses the password: the run still
+    rolls back, writes its verdict, exits with the gate's status, and prints no secret."""
+    with Receiver() as teams:
+        for _ in range(20):
+            teams.answer(500, "Internal Server Error")
+        env = {
+            **channel_env(receiver, statuspage, smtp),
+            "INCIDENT_TEAMS": f"{teams.url}/{TEAMS_SECRET}",
+            "INCIDENT_SMTP_PASSWORD": "wrong-" + SMTP_PASSWORD,
+        }
+        statuspage.fail_with = 500
+        local_env.platform.deploy("4.0.0", ["health_down"])
+        run = local_env.run("-m", "gating", "--rollback", "auto", suites=HEALTH, env=env)
+    assert run.returncode == 1  # the gate failed: that, and only that, decides the exit status
+    assert run.target()["rollback"]["status"] == "succeeded"
+    deliveries = run.target()["notifications"]
+    failed = {n["channel"] for n in deliveries if not n["ok"]}
+    assert failed == {"teams", "email", "statuspage"}
+    assert {n["channel"] for n in deliveries if n["ok"]} == {"slack", "pagerduty"}
+    messages = {n["channel"]: n["message"] for n in deliveries if not n["ok"]}
+    assert "answered 500" in messages["teams"]
+    assert "refused the credentials (535)" in messages["email"]
+    assert "answered 500" in messages["statuspage"]
+    assert smtp.messages == []
+    for text in (run.output, str(run.verdict)):
+        for secret in (*SECRETS, "wrong-" + SMTP_PASSWORD):
+            assert secret not in text

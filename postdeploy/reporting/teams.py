@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from postdeploy.redact import redact_text
 from postdeploy.reporting.channels import (
@@ -28,6 +28,8 @@ ADAPTIVE_CARD_TYPE = "application/vnd.microsoft.card.adaptive"
 ADAPTIVE_CARD_SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
 #: Adaptive Card version Teams renders everywhere (desktop, web, mobile).
 ADAPTIVE_CARD_VERSION = "1.4"
+#: Shorter query values (``api-version=1``) are not treated as secrets.
+MIN_SECRET_CHARS = 8
 #: TextBlock colours by event severity.
 COLOURS = {"critical": "Attention", "error": "Warning", "warning": "Warning"}
 
@@ -88,8 +90,10 @@ class TeamsChannel:
     name: str = "teams"
 
     def secrets(self) -> tuple[str, ...]:
+        """The URL, its path, its query and each query value (the ``sig`` signature)."""
         parts = urlsplit(self.webhook_url)
-        return tuple(s for s in (self.webhook_url, parts.path, parts.query) if s)
+        values = [value for _, value in parse_qsl(parts.query) if len(value) >= MIN_SECRET_CHARS]
+        return tuple(s for s in (self.webhook_url, parts.path, parts.query, *values) if s)
 
     def send(self, notification: Notification, client: httpx.Client) -> DeliveryResult:
         return post_json(
