@@ -42,6 +42,7 @@ pytestmark = pytest.mark.skipif(bool(_has_production_shape()), reason=_has_produ
 def prod_env():
     production = pytest.importorskip("tests.test_local_production")
     root = production._reachable_dir()
+    root.chmod(0o755)  # PostgreSQL runs as nobody: it must be able to enter the state dir
     env = production.ProdEnv(root, production._env(root))
     try:
         yield env
