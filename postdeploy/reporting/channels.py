@@ -439,7 +439,9 @@ class WebhookChannel:
         return (self.url, self.url.split(_host(self.url), 1)[-1])
 
     def send(self, notification: Notification, client: httpx.Client) -> DeliveryResult:
-        payload = {"event": "postdeploy.verdict", **redact_data(notification.to_dict())}
+        event = notification.event
+        kind = "postdeploy.verdict" if event == Event.SUMMARY else f"postdeploy.{event}"
+        payload = {**redact_data(notification.to_dict()), "event": kind}
         return post_json(self.name, client, self.url, payload, self.secrets())
 
 
