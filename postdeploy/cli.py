@@ -11,10 +11,16 @@ postdeploy report [--reports-dir DIR]             the HTML report from allure-re
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
-from postdeploy.config import DEFAULT_TARGETS_FILE, ConfigError, load_targets
+from postdeploy.config import (
+    DEFAULT_TARGETS_FILE,
+    ConfigError,
+    find_targets_file,
+    load_targets,
+)
 from postdeploy.local.platform import (
     DEFAULT_VERSION,
     LocalPlatform,
@@ -25,6 +31,10 @@ from postdeploy.local.platform import (
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+#: The reader of our output went away (``postdeploy local faults | head -5``): end quietly with
+#: the status a shell gives a command stopped by SIGPIPE (128 + 13), as ``yes | head`` and git
+#: do, so ``set -o pipefail`` scripts can still tell that the output was cut short.
+EXIT_BROKEN_PIPE = 141
 
 
 def _local_platform(args: argparse.Namespace) -> LocalPlatform:
@@ -220,8 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     local = commands.add_parser("local", help="Manage the local deployment of the reference app")
     local.add_argument(
-        "--targets-file", type=Path, default=Path(DEFAULT_TARGETS_FILE), help="Targets file"
-    )
+        "--targets-file", type=Path, default=None,
+        help=f"Targets file (default: the nearest {DEFAULT_TARGETS_FILE} from here upward)",
+    )  # fmt: skip
     local.add_argument("--target", default="local", help="Local target name (default: local)")
     actions = local.add_subparsers(dest="action", required=True, metavar="ACTION")
     deploy = actions.add_parser("deploy", help="Deploy a release (stops the running one)")
@@ -247,8 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     monitor.add_argument("--target", required=True, help="Target to watch (one)")
     monitor.add_argument(
-        "--targets-file", type=Path, default=Path(DEFAULT_TARGETS_FILE), help="Targets file"
-    )
+        "--targets-file", type=Path, default=None,
+        help=f"Targets file (default: the nearest {DEFAULT_TARGETS_FILE} from here upward)",
+    )  # fmt: skip
     monitor.add_argument("--duration", default="10m", help="How long to watch (default: 10m)")
     monitor.add_argument(
         "--interval", default=None,
@@ -315,8 +327,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def _run(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "targets_file", "unset") is None:
+        # like the plugin: the nearest targets file from here upward, so any folder works
+        args.targets_file = find_targets_file(Path.cwd()) or Path(DEFAULT_TARGETS_FILE)
     try:
         return int(args.handler(args))
     except ConfigError as exc:
@@ -325,6 +340,25 @@ def main(argv: list[str] | None = None) -> int:
     except LocalPlatformError as exc:
         print(f"postdeploy: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's final flush has nowhere to fail."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; its exit status. A closed output pipe ends it quietly (141)."""
+    try:
+        try:
+            return _run(argv)
+        finally:
+            sys.stdout.flush()  # inside the try: buffered output fails here, not at exit
+    except BrokenPipeError:
+        _drop_stdout()
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

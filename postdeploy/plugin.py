@@ -25,6 +25,7 @@ from postdeploy.gate import (
     classify,
 )
 from postdeploy.performance.load import load_profile_option, load_workers_option
+from postdeploy.rootdir import locate_targets_file
 from postdeploy.settings import CATEGORY_FOLDERS, SETTINGS_KEY, RunSettings, new_run_id
 
 if TYPE_CHECKING:
@@ -72,7 +73,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         dest="postdeploy_targets_file",
         default=None,
         metavar="PATH",
-        help=f"Targets file (default: {DEFAULT_TARGETS_FILE} in the rootdir)",
+        help=f"Targets file (default: the nearest {DEFAULT_TARGETS_FILE} from here upward)",
     )
     if importlib.util.find_spec("pytest_base_url") is None:
         # pytest-base-url (pulled in by pytest-playwright) owns --base-url when installed;
@@ -159,7 +160,7 @@ def _load_settings(config: pytest.Config) -> RunSettings:
     option = config.option
     rootdir = Path(config.rootpath)
     explicit = option.postdeploy_targets_file or option.postdeploy_target
-    targets_file = Path(option.postdeploy_targets_file or rootdir / DEFAULT_TARGETS_FILE)
+    targets_file = locate_targets_file(config, option.postdeploy_targets_file)
     workerinput = getattr(config, "workerinput", None)
     run_id = (
         workerinput["postdeploy_run_id"]
@@ -227,6 +228,9 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", line)
     settings = _load_settings(config)
     config.stash[SETTINGS_KEY] = settings
+    from postdeploy.reporting.terminal import UnreachableOnce
+
+    config.pluginmanager.register(UnreachableOnce(settings.secrets), "postdeploy-unreachable")
     if settings.load_error or not _runs_suites(config):
         return
     # Strict markers in every validation run: a typo in a marker must not silently

@@ -16,7 +16,6 @@ override both. People are told while it happens (``postdeploy.reporting.notifica
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 import time
@@ -37,6 +36,7 @@ from postdeploy.reporting.verdict import (
     verdict_document,
     write_verdict,
 )
+from postdeploy.rollback import lifecycle_of
 from postdeploy.rollback.controller import (
     AUDIT_FILE,
     AuditLog,
@@ -150,14 +150,6 @@ def probe(client: httpx.Client, path: str, latency_threshold_ms: float) -> str:
     return ""
 
 
-def _local_ca(target: Target) -> Target:
-    if target.platform != "local" or target.ca_file:
-        return target
-    from postdeploy.local.platform import LocalPlatform
-
-    return dataclasses.replace(target, ca_file=str(LocalPlatform(target.url).ca_file))
-
-
 def watch(
     target: Target,
     settings: WatchSettings,
@@ -172,7 +164,7 @@ def watch(
     say: Callable[[str], None] = print,
 ) -> WatchResult:
     """Watch ``target`` for ``settings.duration_s``; roll back when errors reach the threshold."""
-    target = _local_ca(target)
+    target = lifecycle_of(target).client_target()  # trusting the platform's own CA, if any
     from postdeploy.reporting.notifications import Notifier
     from postdeploy.reporting.severity import assess_results
 

@@ -126,7 +126,7 @@ class LoggingDriver(MemoryDriver):
 def controller(tmp_path, heard: list, verified: str = "passed") -> RollbackController:
     return RollbackController(
         Mode.AUTO, AuditLog(tmp_path / "audit.jsonl", "run-1"),
-        lambda t: {"status": verified}, Ledger(tmp_path / "ledger"),
+        lambda t, **_: {"status": verified}, Ledger(tmp_path / "ledger"),
         listener=lambda t, event, record: heard.append((event, str(record.status))),
         evidence_dir=tmp_path / "evidence",
     )  # fmt: skip

@@ -36,6 +36,8 @@ def by_channel(receiver):
 
 def test_a_failed_gate_tells_each_channel_as_the_rollback_happens(local_env, receiver, notify_env):
     local_env.platform.deploy("1.0.0")
+    # the good release's gate writes the data marker that the rollback's verification reads
+    local_env.run("-m", "gating", "--rollback", "auto", suites=CORE)
     local_env.platform.deploy("2.0.0", ["login_broken"])
     run = local_env.run("-m", "gating", "--rollback", "auto", suites=CORE, env=notify_env)
     slack, pagerduty = by_channel(receiver)

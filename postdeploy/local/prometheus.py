@@ -8,8 +8,9 @@ leave stops it. A small supervisor process (``python -m postdeploy.local.prometh
 --supervise``) also stops it as soon as no registered process is alive, so a killed run
 never leaves it behind.
 
-It talks to the server it started through the suites' client
-(:mod:`postdeploy.monitoring.prometheus`); that client never imports this module.
+The checks ask it through the suites' client (:mod:`postdeploy.monitoring.prometheus`). This
+module does not import that client: the local platform sits below the probes that use it
+(the import contracts in pyproject.toml), and all it needs is Prometheus' readiness endpoint.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,9 +33,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from postdeploy.contract import METRIC_LATENCY, METRIC_REQUESTS, METRIC_ROUTE_LABEL, PATHS
-from postdeploy.monitoring.prometheus import READY_PROBE_TIMEOUT_S, PrometheusAPI
-from postdeploy.sysutil import LockTimeout, exclusive_lock
+from postdeploy.sysutil import LockTimeout, exclusive_lock, free_port, process_alive
 
 PROMETHEUS_BINARY = "prometheus"
 DEBIAN_BINARY = "/usr/bin/prometheus"
@@ -54,6 +55,8 @@ STOP_TIMEOUT_S = 5.0
 LOCK_TIMEOUT_S = 30.0
 POLL_INTERVAL_S = 0.05
 SUPERVISE_INTERVAL_S = 0.25
+READY_PATH = "/-/ready"
+READY_PROBE_TIMEOUT_S = 0.5
 PR_SET_PDEATHSIG = 1
 
 
@@ -198,25 +201,12 @@ def _locked(folder: Path) -> Iterator[None]:
         raise PrometheusUnavailable(str(exc)) from None
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie (exited, not yet reaped) is not alive
-    with contextlib.suppress(OSError):
-        return " Z " not in Path(f"/proc/{pid}/stat").read_text().split(")", 1)[1][:4]
-    return True
-
-
 def _live_users(folder: Path) -> list[int]:
     users = folder / "users"
     alive = []
     for entry in users.glob("*") if users.is_dir() else ():
         pid = int(entry.name) if entry.name.isdigit() else 0
-        if pid and _pid_alive(pid):
+        if process_alive(pid):
             alive.append(pid)
         else:
             entry.unlink(missing_ok=True)
@@ -228,18 +218,12 @@ def _instance(folder: Path) -> dict[str, Any] | None:
         info = json.loads((folder / "instance.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return info if _pid_alive(int(info.get("supervisor", 0))) else None
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return int(probe.getsockname()[1])
+    return info if process_alive(int(info.get("supervisor", 0))) else None
 
 
 def _start(folder: Path, spec: ScrapeSpec) -> dict[str, Any]:
     config = write_config(folder, spec)
-    port = _free_port()
+    port = free_port(HOST)
     data = folder / f"data-{secrets.token_hex(4)}"
     command = [
         binary(), f"--config.file={config}", f"--storage.tsdb.path={data}",
@@ -260,18 +244,15 @@ def _start(folder: Path, spec: ScrapeSpec) -> dict[str, Any]:
         "url": f"http://{HOST}:{port}",
         "data": str(data),
     }
-    api = PrometheusAPI(info["url"], READY_PROBE_TIMEOUT_S)
-    try:
+    with httpx.Client(base_url=info["url"], timeout=READY_PROBE_TIMEOUT_S) as client:
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if supervisor.poll() is not None:
                 break
-            if api.ready():
+            if _ready(client):
                 (folder / "instance.json").write_text(json.dumps(info), encoding="utf-8")
                 return info
             time.sleep(POLL_INTERVAL_S)
-    finally:
-        api.close()
     _stop(info)
     tail = log_file.read_text(encoding="utf-8", errors="replace").splitlines()[-10:]
     raise PrometheusUnavailable(
@@ -280,16 +261,23 @@ def _start(folder: Path, spec: ScrapeSpec) -> dict[str, Any]:
     )
 
 
+def _ready(client: httpx.Client) -> bool:
+    try:
+        return client.get(READY_PATH).status_code == httpx.codes.OK
+    except httpx.HTTPError:
+        return False
+
+
 def _stop(info: Mapping[str, Any]) -> None:
     pid = int(info["supervisor"])
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_TIMEOUT_S + 1
-    while time.monotonic() < deadline and _pid_alive(pid):
+    while time.monotonic() < deadline and process_alive(pid):
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
         time.sleep(POLL_INTERVAL_S)
-    if _pid_alive(pid):
+    if process_alive(pid):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
 

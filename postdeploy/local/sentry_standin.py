@@ -32,7 +32,6 @@ import os
 import re
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -47,6 +46,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 from postdeploy import paths
 from postdeploy.local.state import LOG_DIR, LocalPlatformError, deployment_alive
+from postdeploy.sysutil import free_port, port_is_free, process_alive
 
 HOST = "127.0.0.1"
 ORG = "postdeploy-local"
@@ -115,19 +115,12 @@ def _keys(state_dir: Path) -> dict[str, str]:
     return dict(json.loads(text))
 
 
-def _process_alive(pid: int, marker: bytes) -> bool:
-    try:
-        return marker in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-
-
 def _running(state_dir: Path) -> dict[str, Any] | None:
     try:
         info = json.loads((_dir(state_dir) / "standin.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return info if _process_alive(int(info.get("pid", 0)), PROCESS_MARKER) else None
+    return info if process_alive(int(info.get("pid", 0)), PROCESS_MARKER) else None
 
 
 def running(state_dir: Path) -> StandIn | None:
@@ -137,21 +130,6 @@ def running(state_dir: Path) -> StandIn | None:
         return None
     keys = _keys(state_dir)
     return StandIn(int(info["port"]), keys["public_key"], keys["api_token"])
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind((HOST, port))
-        except OSError:
-            return False
-    return True
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return int(probe.getsockname()[1])
 
 
 def ensure(state_dir: Path) -> StandIn:
@@ -164,8 +142,8 @@ def ensure(state_dir: Path) -> StandIn:
     keys = _keys(state_dir)
     previous = folder / "port"
     port = int(previous.read_text()) if previous.exists() else 0
-    if not port or not _port_free(port):
-        port = _free_port()
+    if not port or not port_is_free(port, HOST):
+        port = free_port(HOST)
     previous.write_text(str(port), encoding="utf-8")
     log_dir = state_dir / LOG_DIR
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -206,9 +184,9 @@ def stop(state_dir: Path) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_TIMEOUT_S
-    while time.monotonic() < deadline and _process_alive(pid, PROCESS_MARKER):
+    while time.monotonic() < deadline and process_alive(pid, PROCESS_MARKER):
         time.sleep(POLL_INTERVAL_S)
-    if _process_alive(pid, PROCESS_MARKER):
+    if process_alive(pid, PROCESS_MARKER):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     with contextlib.suppress(FileNotFoundError):

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from postdeploy.sysutil import LockTimeout, exclusive_lock
+from postdeploy.sysutil import LockTimeout, exclusive_lock, process_alive
 
 STATE_FILE = "state.json"
 LOCK_FILE = "lock"
@@ -99,10 +99,7 @@ class State:
 
 def app_alive(pid: int) -> bool:
     """Whether ``pid`` is a running deployment of the app (not a reused pid)."""
-    try:
-        return APP_MARKER in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
+    return process_alive(pid, APP_MARKER)
 
 
 def read(state_dir: Path) -> State:

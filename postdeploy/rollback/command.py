@@ -28,7 +28,13 @@ from postdeploy.rollback._http import (
     wait_for,
 )
 from postdeploy.rollback._process import find_executable, run_tool
-from postdeploy.rollback.base import Call, DriverError, DriverUnavailable, Release
+from postdeploy.rollback.base import (
+    Call,
+    DriverError,
+    DriverUnavailable,
+    LifecycleDefaults,
+    Release,
+)
 
 if TYPE_CHECKING:
     from postdeploy.config import Target
@@ -49,7 +55,7 @@ def release_from_json(item: Mapping[str, Any]) -> Release:
     )
 
 
-class CommandDriver:
+class CommandDriver(LifecycleDefaults):
     platform = "command"
 
     def __init__(
@@ -123,6 +129,13 @@ class CommandDriver:
             if release.status.lower() in SERVING_STATUSES:
                 return release
         return releases[0]
+
+    def current_app_version(self) -> str | None:
+        """The version ``releases_command`` gives the serving release; None without one."""
+        try:
+            return self.current().version or None
+        except DriverError:
+            return None  # the command cannot tell; only --expect-version can
 
     def _env(self, current: Release, to: Release) -> dict[str, str]:
         return {

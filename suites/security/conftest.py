@@ -120,14 +120,14 @@ def _needed(session: pytest.Session, fixture: str) -> bool:
 
 
 def _send_corpus(target: Target, users: SessionUsers) -> list[Answer]:
-    from postdeploy.security.input_validation import load_corpus, probes, send_all
+    from postdeploy.security.input_validation import hostile_requests, load_corpus, send_all
 
-    to_send = probes(load_corpus(), users.new_email, users.main.email)
+    to_send = hostile_requests(load_corpus(), users.new_email, users.main.email)
     with new_client(target) as client:
         answers = send_all(client, to_send, users.main.auth)
     for answer in answers:
-        if answer.probe.account and answer.status == 201:
-            users.adopt(*answer.probe.account)
+        if answer.request.account and answer.status == 201:
+            users.adopt(*answer.request.account)
     return answers
 
 

@@ -62,6 +62,6 @@ def test_fuzzed_responses_match_the_openapi_document(fuzz_report):
 def _attach_statuses(answers) -> None:
     table = collections.defaultdict(collections.Counter)
     for answer in answers:
-        table[answer.probe.input][answer.status or answer.error[:40]] += 1
+        table[answer.request.input][answer.status or answer.error[:40]] += 1
     lines = [f"{name}: {dict(counts)}" for name, counts in sorted(table.items())]
     attach_text(f"{len(answers)} hostile requests: statuses by input", "\n".join(lines))
