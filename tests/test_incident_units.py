@@ -144,8 +144,8 @@ def test_the_listener_hears_initiated_before_the_driver_then_finished(tmp_path):
 
 def test_a_rollback_over_its_objective_escalates(tmp_path):
     heard: list = []
-    slow = target(objective_s=0.0, recovery_objective_s=0.0)
-    record = controller(tmp_path, heard).on_gate_failed(slow, "x", driver=LoggingDriver([]))
+    slow = target(objective_s=0.1, recovery_objective_s=0.1)
+    record = controller(tmp_path, heard).on_gate_failed(slow, "x", driver=SlowDriver([]))
     assert record.status is Status.SUCCEEDED
     assert record.escalate is True
     assert "objective missed" in record.reason
