@@ -116,3 +116,14 @@ def test_the_channel_comes_from_configuration_with_credentials_from_env(smtp):
     assert notify(completed(), [mail])[0].ok
     [incomplete] = all_channels({**section, "email_to": ""}, env)
     assert "email_from or email_to is not" in notify(completed(), [incomplete])[0].message
+
+
+def test_named_but_unset_credentials_are_reported_not_tried():
+    section = {
+        "smtp_host": "127.0.0.1", "email_from": "a@example.com", "email_to": "b@example.com",
+        "smtp_username_env": "SELFTEST_SMTP_USER", "smtp_password_env": "SELFTEST_SMTP_PASSWORD",
+    }  # fmt: skip
+    [mail] = all_channels(section, {"SELFTEST_SMTP_USER": "postdeploy"})
+    [result] = notify(completed(), [mail])
+    assert not result.ok
+    assert "$SELFTEST_SMTP_PASSWORD (from smtp_password_env) is not set" in result.message

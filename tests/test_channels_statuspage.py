@@ -99,3 +99,13 @@ def test_the_channel_comes_from_the_configuration(standin):
     [page] = all_channels(section, {"SELFTEST_STATUSPAGE": KEY})
     assert isinstance(page, StatuspageChannel)
     assert (page.page_id, page.component_id, page.url) == (PAGE, COMPONENT, standin.url)
+
+
+def test_a_key_without_a_page_is_reported_not_sent():
+    section = {"statuspage_api_key_env": "SELFTEST_STATUSPAGE"}
+    [page] = all_channels(section, {"SELFTEST_STATUSPAGE": KEY})
+    [result] = notify(event(Event.INITIATED), [page])
+    assert not result.ok
+    assert "statuspage_page_id is not set" in result.message
+    [unset] = all_channels(section, {})
+    assert "$SELFTEST_STATUSPAGE" in notify(event(Event.INITIATED), [unset])[0].message

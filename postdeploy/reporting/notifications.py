@@ -69,54 +69,61 @@ def _release(release: Any) -> str:
 def all_channels(
     section: Mapping[str, Any], environ: Mapping[str, str] | None = None
 ) -> list[Channel]:
-    """Every channel a ``[targets.X.notify]`` section asks for, secrets from ``environ``."""
+    """Every channel a ``[targets.X.notify]`` section asks for, secrets from ``environ``; a
+    channel named but not usable (a secret unset, a setting missing) is an
+    :class:`UnconfiguredChannel` that reports why."""
     environ = os.environ if environ is None else environ
     channels = channels_from_config(section, environ)
 
-    def secret(key: str, name: str) -> str | None:
+    def secret(key: str) -> tuple[str, str]:
+        """(the value, or "" and why not) of the env var ``key`` names; ("", "") if unnamed."""
         env_name = str(section.get(key) or "")
         if not env_name:
-            return None
+            return "", ""
         value = environ.get(env_name, "").strip()
-        if not value:
-            channels.append(UnconfiguredChannel(name, f"${env_name} (from {key}) is not set"))
-            return None
-        return value
+        return (value, "") if value else ("", f"${env_name} (from {key}) is not set")
 
-    if url := secret("teams_webhook_env", "teams"):
-        channels.append(TeamsChannel(url))
+    url, why = secret("teams_webhook_env")
+    if url or why:
+        channels.append(TeamsChannel(url) if url else UnconfiguredChannel("teams", why))
     if section.get("smtp_host"):
-        recipients = tuple(as_list(section.get("email_to")))
-        if not recipients or not section.get("email_from"):
-            channels.append(
-                UnconfiguredChannel("email", "smtp_host is set but email_from or email_to is not")
-            )
-        else:
-            user = str(section.get("smtp_username_env") or "")
-            password = str(section.get("smtp_password_env") or "")
-            channels.append(
-                EmailChannel(
-                    host=str(section["smtp_host"]),
-                    port=int(section.get("smtp_port") or 587),
-                    sender=str(section["email_from"]),
-                    recipients=recipients,
-                    username=environ.get(user, "") if user else "",
-                    password=environ.get(password, "") if password else "",
-                    starttls=bool(section.get("smtp_starttls", True)),
-                    ca_file=str(section.get("smtp_ca_file") or ""),
-                    timeout_s=float(section.get("timeout_s") or 5.0),
-                )
-            )
-    if key := secret("statuspage_api_key_env", "statuspage"):
+        channels.append(_email(section, secret))
+    key, why = secret("statuspage_api_key_env")
+    if why:
+        channels.append(UnconfiguredChannel("statuspage", why))
+    elif key and not section.get("statuspage_page_id"):
+        channels.append(UnconfiguredChannel("statuspage", "statuspage_page_id is not set"))
+    elif key:
         channels.append(
             StatuspageChannel(
                 key,
-                page_id=str(section.get("statuspage_page_id") or ""),
+                page_id=str(section["statuspage_page_id"]),
                 component_id=str(section.get("statuspage_component_id") or ""),
                 url=str(section.get("statuspage_url") or STATUSPAGE_API_URL),
             )
         )
     return channels
+
+
+def _email(section: Mapping[str, Any], secret: Callable[[str], tuple[str, str]]) -> Channel:
+    recipients = tuple(as_list(section.get("email_to")))
+    if not recipients or not section.get("email_from"):
+        return UnconfiguredChannel("email", "smtp_host is set but email_from or email_to is not")
+    username, why_user = secret("smtp_username_env")
+    password, why_password = secret("smtp_password_env")
+    if why_user or why_password:
+        return UnconfiguredChannel("email", why_user or why_password)
+    return EmailChannel(
+        host=str(section["smtp_host"]),
+        port=int(section.get("smtp_port") or 587),
+        sender=str(section["email_from"]),
+        recipients=recipients,
+        username=username,
+        password=password,
+        starttls=bool(section.get("smtp_starttls", True)),
+        ca_file=str(section.get("smtp_ca_file") or ""),
+        timeout_s=float(section.get("timeout_s") or 5.0),
+    )
 
 
 @dataclass
