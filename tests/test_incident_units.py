@@ -264,3 +264,16 @@ def test_the_watch_command_uses_the_variables_and_says_so(local_env):
     )  # fmt: skip
     assert bad.returncode == 2
     assert "$ROLLBACK_ERROR_THRESHOLD='many' must be a whole number" in bad.stderr
+
+
+def test_the_evidence_keeps_the_detection_window_only():
+    import datetime as dt
+
+    from postdeploy.rollback.controller import in_window
+
+    since = dt.datetime(2026, 11, 28, 22, 0, tzinfo=dt.UTC)
+    assert not in_window('{"ts": "2026-11-28T21:59:59.000+00:00", "path": "/"}', since)
+    assert in_window('{"ts": "2026-11-28T22:00:01.000+00:00", "path": "/"}', since)
+    assert in_window('[instance-1] {"ts": "2026-11-28T22:00:01.000+00:00"}', since)
+    assert in_window("INFO:     Started server process [42]", since)
+    assert in_window('{"no": "time"}', since)

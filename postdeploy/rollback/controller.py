@@ -347,6 +347,22 @@ def judge_objectives(
     }
 
 
+def in_window(line: str, since: dt.datetime) -> bool:
+    """False for a JSON log line stamped (``ts``) before ``since``; lines without a readable
+    time are kept (a platform's own format, a tagged line)."""
+    start = line.find("{")
+    if start < 0:
+        return True
+    try:
+        stamp = json.loads(line[start:]).get("ts")
+        when = dt.datetime.fromisoformat(str(stamp))
+    except (ValueError, AttributeError, TypeError):
+        return True
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return when >= since
+
+
 def bounded_log(lines: list[str], secrets: list[str]) -> list[str]:
     """Redacted lines, each and all bounded, newest kept."""
     kept: list[str] = []
@@ -379,6 +395,8 @@ class RollbackController:
         self.ledger = ledger or Ledger()
         self.listener = listener
         self.evidence_dir = evidence_dir
+        #: the detection window opens when the run (or the watch) starts
+        self.window_start = dt.datetime.now(dt.UTC)
         self.records: dict[str, RollbackRecord] = {}
         #: target -> node ids of the run's gating checks, re-run by the verification
         self.gating_checks: dict[str, list[str]] = {}
@@ -399,8 +417,9 @@ class RollbackController:
             return
         release = (record.from_release or {}).get("id", "unknown")
         try:
+            newest = driver.logs(int(rollback_setting(target, "evidence_log_lines")))
             lines = bounded_log(
-                list(driver.logs(int(rollback_setting(target, "evidence_log_lines")))),
+                [line for line in newest if in_window(line, self.window_start)],
                 target.secret_values(),
             )
         except Exception as exc:  # the platform's trouble: recorded, never fatal
@@ -409,7 +428,10 @@ class RollbackController:
         self.evidence_dir.mkdir(parents=True, exist_ok=True)
         path = self.evidence_dir / f"{target.name}-release-{release}-logs.txt"
         path.write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
-        record.evidence = {"file": str(path), "lines": len(lines), "release": release}
+        record.evidence = {
+            "file": str(path), "lines": len(lines), "release": release,
+            "since": self.window_start.isoformat(timespec="seconds"),
+        }  # fmt: skip
 
     def record_for(self, target: Target) -> RollbackRecord:
         return self.records.setdefault(target.name, RollbackRecord(self.mode))
