@@ -67,6 +67,18 @@ class SuiteRun:
         ]
 
 
+    def assert_caught(self, caught_by: dict[str, str]) -> None:
+        """Each check *failed* (an assertion, not broken) with ``words`` in its message:
+        it failed for the defect, not for anything else."""
+        for check, words in caught_by.items():
+            outcome = self.outcomes.get(check)
+            assert outcome == "failed", (
+                f"{check} is {outcome}, not failed\n{self.messages(check)}\n{self.output[-3000:]}"
+            )
+            text = "\n".join(self.messages(check))
+            assert words in text, f"{check} failed, but not naming {words!r}:\n{text[:2000]}"
+
+
 def check_name(nodeid_or_name: str) -> str:
     """``suites/x/test_y.py::test_z[local-a]`` -> ``test_z``."""
     return nodeid_or_name.rsplit("::", 1)[-1].split("[")[0]
