@@ -152,6 +152,21 @@ SECTIONS: dict[str, dict[str, Key]] = {
             (int, float), 500, help="newest log lines of the failing release kept as evidence"
         ),
     },
+    # The target's rate limits on the harness's synthetic traffic (per client): the run plans
+    # its registrations and logins within them. Defaults: the Learning Assistant's shipped
+    # limits (fixtures/learning_assistant/config.py).
+    "limits": {
+        "registrations_per_window": Key(
+            (int, float), 30, help="registrations the target allows per client and window"
+        ),
+        "logins_per_window": Key(
+            (int, float), 10, help="login attempts the target allows per client, account, window"
+        ),
+        "window_s": Key((int, float), 60, help="the rate limits' window, in seconds"),
+        "retry_after_max_s": Key(
+            (int, float), 15, help="longest Retry-After a check waits out once before it breaks"
+        ),
+    },
     # Incident severity (postdeploy/reporting/severity.py): which failed checks are Sev 1.
     # Patterns are fnmatch patterns over test node ids; other gating failures are Sev 2,
     # non-gating failures and quarantined or flaky checks Sev 3.

@@ -7,16 +7,21 @@ report. Nothing else in postdeploy records requests.
 
 from __future__ import annotations
 
+import email.utils
 import ssl
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 
+from postdeploy.contract import PATHS
+from postdeploy.gate import BackendError
 from postdeploy.redact import redact_body, redact_headers, redact_url
 
 if TYPE_CHECKING:
+    from postdeploy.budget import RegistrationBudget
     from postdeploy.config import Target
 
 #: Largest body kept per recorded request or response, in characters.
@@ -24,6 +29,14 @@ MAX_RECORDED_BODY = 4000
 #: Exchanges kept per test; the oldest are dropped first.
 MAX_RECORDED_EXCHANGES = 50
 USER_AGENT = "postdeploy/0.1 (+post-deployment validation)"
+RATE_LIMITED_STATUS = 429
+CLIENT_ERROR = 400
+SERVER_ERROR = 500
+#: Client errors of a registration that did spend the limit: a duplicate, a 429.
+SPENT_STATUSES = frozenset({409, RATE_LIMITED_STATUS})
+#: How a check broken by the target's rate limit names it in the verdict.
+RATE_LIMIT_SYSTEM = "the target's rate limit"
+RATE_LIMITED_HOW = "rate-limited the harness"
 
 
 @dataclass
@@ -127,8 +140,106 @@ def timeout(target: Target) -> httpx.Timeout:
     return httpx.Timeout(target.timeout_s, connect=target.connect_timeout_s)
 
 
-def new_client(target: Target, recorder: Recorder | None = None, **kwargs: Any) -> httpx.Client:
-    """An httpx client for ``target``: its base URL, timeouts, CA, and the recorder's hooks."""
+class TargetRateLimited(BackendError):
+    """The target answered 429 to the harness's own traffic, and still did after one bounded
+    wait for its Retry-After: the run spent more than the target's limits allow. The
+    harness's side (its traffic plan), so the check is broken - never failed."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, system=RATE_LIMIT_SYSTEM, how=RATE_LIMITED_HOW)
+
+
+def retry_after_s(value: str | None) -> float | None:
+    """A ``Retry-After`` in seconds (delay-seconds or an HTTP date); None when unusable."""
+    if not value:
+        return None
+    if value.strip().isdecimal():
+        return float(value.strip())
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, moment.timestamp() - time.time())
+
+
+class BudgetTransport(httpx.BaseTransport):
+    """Sends through ``inner``; a 429 is waited out once (its Retry-After, at most
+    ``max_wait_s``) and the request sent again; a second 429, or a longer wait, raises
+    :class:`TargetRateLimited`. Only the rate-limit check, which wants the 429, goes without."""
+
+    def __init__(
+        self,
+        inner: httpx.BaseTransport,
+        max_wait_s: float,
+        registrations: RegistrationBudget | None = None,
+    ) -> None:
+        self._inner = inner
+        self.max_wait_s = max_wait_s
+        self.registrations = registrations
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        budget = self.registrations
+        registering = budget is not None and (request.method, request.url.path) == (
+            "POST",
+            PATHS.register,
+        )
+        slot = budget.acquire() if budget is not None and registering else None
+        response = self._inner.handle_request(request)
+        if budget is not None and slot is not None and _refused_before_counting(response):
+            budget.release(slot)
+        if response.status_code != RATE_LIMITED_STATUS:
+            return response
+        header = response.headers.get("retry-after")
+        wait = retry_after_s(header)
+        response.close()
+        if wait is not None and wait <= self.max_wait_s:
+            time.sleep(wait)
+            response = self._inner.handle_request(request)
+            if response.status_code != RATE_LIMITED_STATUS:
+                return response
+            response.close()
+        raise TargetRateLimited(
+            f"{request.method} {request.url.path}: the target rate-limited the harness (HTTP 429, "
+            f"Retry-After {header or 'none'}; waited at most {self.max_wait_s:g} s, "
+            "limits.retry_after_max_s): the run's synthetic traffic exceeded the target's "
+            "limits - declare them in [targets.NAME.limits]; the target was not judged"
+        )
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+def _refused_before_counting(response: httpx.Response) -> bool:
+    """A registration refused as invalid (400, 413, 415, 422, ...) never reached the limiter."""
+    status = response.status_code
+    return CLIENT_ERROR <= status < SERVER_ERROR and status not in SPENT_STATUSES
+
+
+def budget_transport(target: Target, inner: httpx.BaseTransport) -> BudgetTransport:
+    """The transport that keeps ``target``'s registrations within its declared limits."""
+    if "limits" not in target.sections:
+        return BudgetTransport(inner, 0.0)
+    from postdeploy import paths
+    from postdeploy.budget import RegistrationBudget
+
+    limits = target.limits
+    budget = RegistrationBudget.for_target(
+        paths.state_dir(), target.name, int(limits.registrations_per_window), limits.window_s
+    )
+    return BudgetTransport(inner, float(limits.retry_after_max_s), budget)
+
+
+def new_client(
+    target: Target,
+    recorder: Recorder | None = None,
+    *,
+    expect_rate_limit: bool = False,
+    **kwargs: Any,
+) -> httpx.Client:
+    """An httpx client for ``target``: its base URL, timeouts, CA, and the recorder's hooks.
+
+    A 429 is waited out once within ``limits.retry_after_max_s`` and then breaks the check
+    (:class:`BudgetTransport`), unless ``expect_rate_limit`` (the rate-limit check)."""
     options: dict[str, Any] = {
         "base_url": target.url,
         "timeout": timeout(target),
@@ -136,6 +247,9 @@ def new_client(target: Target, recorder: Recorder | None = None, **kwargs: Any) 
         "follow_redirects": False,
         "headers": {"User-Agent": USER_AGENT},
     }
+    if not expect_rate_limit and "transport" not in kwargs:
+        inner = httpx.HTTPTransport(verify=options["verify"])
+        options["transport"] = budget_transport(target, inner)
     if recorder is not None:
         options["event_hooks"] = recorder.hooks()
     options.update(kwargs)

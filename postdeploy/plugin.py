@@ -52,6 +52,7 @@ MARKERS = {
     "journey": "journey: a complete user flow in a real browser",
     "load": "load: generates load against the target (bounded in users and time)",
     "slow": "slow: takes more than a few seconds",
+    "rate_limit": "rate_limit: spends the target's rate limit on purpose; runs last",
 }
 
 
@@ -291,8 +292,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         category = _category(item)
         if category:
             item.add_marker(category)
-    # Gating checks first: a failing gate is found, and rolled back, as early as possible.
-    items.sort(key=lambda item: item.get_closest_marker("gating") is None)
+    # Gating checks first: a failing gate is found, and rolled back, as early as possible; the
+    # rate-limit check last, so the limit it spends is never met by another check.
+    items.sort(
+        key=lambda item: (
+            item.get_closest_marker("rate_limit") is not None,
+            item.get_closest_marker("gating") is None,
+        )
+    )
 
 
 def _target_name(item: pytest.Item) -> str | None:

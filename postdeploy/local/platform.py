@@ -48,8 +48,6 @@ APP_FACTORY = "learning_assistant.app:create_app"
 START_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 5.0
 POLL_INTERVAL_S = 0.05
-#: Registration limit for local deployments: the self-tests register many users a minute.
-LOCAL_REGISTER_LIMIT = 1000
 DATABASE_FILE = "learning_assistant.db"
 #: The platform-side fault of a release whose rollback loses the data written so far (a
 #: destructive migration that a rollback cannot undo): the database is wiped on the way back.
@@ -340,7 +338,6 @@ class LocalPlatform:
             "LA_FAULTS": ",".join(release.faults),
             "LA_DATABASE": str(self.state_dir / DATABASE_FILE),
             "LA_SECRET_KEY": self._secret_key(),
-            "LA_RATE_LIMIT_REGISTER": str(LOCAL_REGISTER_LIMIT),
             # error tracking: the local Sentry stand-in, and the test-only error route's token
             **sentry_standin.deployment_env(self.state_dir),
             **options.env,

@@ -374,6 +374,30 @@ def hostile_requests(
     return made
 
 
+def fit_registrations(
+    requests: Sequence[HostileRequest], allowed: int, existing_email: str
+) -> tuple[list[HostileRequest], int]:
+    """``requests`` with at most ``allowed`` well-formed registration probes (a string payload
+    in a field of an account-creating input): each of those spends one of the target's
+    registrations per window, and more would only test its rate limiter. Probes that are
+    refused before the limiter (wrong types, malformed or oversized bodies) all stay, and the
+    payloads left out still reach the contract's other inputs. Returns the kept requests and
+    how many registration probes were left out; the kept ones are spread over the corpus."""
+    candidates = [
+        index
+        for index, request in enumerate(requests)
+        if request.account is not None
+        and request.account[0] == existing_email  # the payload is not in the (422) email
+        and not request.structural
+    ]
+    if len(candidates) <= allowed:
+        return list(requests), 0
+    step = len(candidates) / max(allowed, 1)
+    keep = {candidates[int(i * step)] for i in range(max(allowed, 0))}
+    dropped = set(candidates) - keep
+    return [r for i, r in enumerate(requests) if i not in dropped], len(dropped)
+
+
 # -- sending and judging --------------------------------------------------------------------
 
 
