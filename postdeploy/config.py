@@ -26,6 +26,8 @@ from urllib.parse import urlsplit
 DEFAULT_TARGETS_FILE = "targets.toml"
 ENV_PREFIX = "POSTDEPLOY_"
 ALL_TARGETS = "all"
+#: Shapes of the local platform (postdeploy.local.shapes).
+LOCAL_SHAPES = ("single", "production")
 
 
 class ConfigError(Exception):
@@ -60,12 +62,26 @@ TARGET_KEYS: dict[str, Key] = {
     "connect_timeout_s": Key((int, float), 3.0, help="timeout to open a connection"),
     "ca_file": Key(str, "", help="PEM bundle to trust instead of the system store"),
     "http_url": Key(str, "", help="plain-HTTP URL expected to redirect to url"),
+    "rollout_timeout_s": Key(
+        (int, float), 300.0, help="with --expect-version, how long a rollout may take to finish"
+    ),
+    "rollout_stable_probes": Key(
+        (int, float), 3, help="consecutive probes every instance must answer the version in"
+    ),
+    "instance_repeats": Key(
+        (int, float), 6, help="requests per per-instance check where instances can't be addressed"
+    ),
 }
 
 #: Identifiers each platform's driver needs, at the target's top level.
 PLATFORM_KEYS: dict[str, dict[str, Key]] = {
     "local": {
         "state_dir_env": Key(str, "POSTDEPLOY_STATE_DIR", help="env var naming the state dir"),
+        "shape": Key(str, "single", help="single (one process) or production (edge, instances)"),
+        "instances": Key((int, float), 2, help="app instances of the production shape"),
+        "port_base": Key(
+            (int, float), 19450, help="production shape: instance N on port_base+N, DB on +10"
+        ),
     },
     "fly": {
         "app": Key(str, help="Fly.io app name"),
@@ -164,6 +180,9 @@ SECTIONS: dict[str, dict[str, Key]] = {
             str, "", help="Prometheus to query; empty: the harness starts one for a local target"
         ),
         "prometheus_token_env": Key(str, "", help="env var holding a Prometheus bearer token"),
+        "alertmanager_url": Key(
+            str, "", help="Alertmanager whose v2 API says which alerts fire; empty: Prometheus's"
+        ),
         "scrape_job": Key(str, "learning-assistant", help="Prometheus job scraping the target"),
         "scrape_interval_s": Key(
             (int, float), 1.0, help="scrape/evaluation interval of a harness-started Prometheus"
@@ -272,6 +291,9 @@ class Target:
     description: str = ""
     ca_file: str = ""
     http_url: str = ""
+    rollout_timeout_s: float = 300.0
+    rollout_stable_probes: float = 3
+    instance_repeats: float = 6
     settings: Mapping[str, Any] = field(default_factory=dict)
     sections: Mapping[str, Section] = field(default_factory=dict)
     source: str = DEFAULT_TARGETS_FILE
@@ -457,6 +479,11 @@ def _build_target(
                 section_values[key] = spec.default
         sections[section] = Section(section, section_values)
 
+    if platform == "local" and values["shape"] not in LOCAL_SHAPES:
+        raise ConfigError(
+            f"{source}: {where} shape = {values['shape']!r} is unknown; "
+            f"valid shapes: {', '.join(LOCAL_SHAPES)}"
+        )
     url = values.pop("url")
     _check_url(url, source, f"{where} url")
     if values["http_url"]:
