@@ -20,8 +20,9 @@ def test_health_reports_the_release_and_a_real_database_check(client):
     assert body["uptime_s"] >= 0
 
 
-def test_health_is_unhealthy_when_the_database_cannot_be_reached(client, tmp_path):
-    client.app.state.services.database.path = str(tmp_path / "missing" / "la.db")
+def test_health_is_unhealthy_when_the_database_cannot_be_reached(client, monkeypatch):
+    database = client.app.state.services.database
+    monkeypatch.setattr(database, "ping", database.unreachable().ping)
 
     response = client.get("/api/health")
 
