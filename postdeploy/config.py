@@ -87,6 +87,9 @@ PLATFORM_KEYS: dict[str, dict[str, Key]] = {
         "app": Key(str, help="Fly.io app name"),
         "token_env": Key(str, "FLY_API_TOKEN", help="env var holding the Fly.io API token"),
         "flyctl": Key(str, "fly", help="flyctl executable"),
+        "machines_api_url": Key(
+            str, "https://api.machines.dev", help="Fly.io Machines API (instances of the app)"
+        ),
     },
     "railway": {
         "project_id": Key(str, help="Railway project id"),

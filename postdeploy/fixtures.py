@@ -44,9 +44,10 @@ def _settings(config: pytest.Config) -> RunSettings:
 
 def prepare_local(target: Target, settings: RunSettings) -> Target:
     """Deploy the reference app if nothing serves locally; trust the local CA for it."""
-    from postdeploy.local.platform import DEFAULT_VERSION, LocalPlatform
+    from postdeploy.local.platform import DEFAULT_VERSION
+    from postdeploy.local.shapes import platform_for
 
-    platform = LocalPlatform(target.url)
+    platform = platform_for(target)
     platform.ensure_deployed(settings.expect_version or DEFAULT_VERSION, settings.run_id)
     if target.ca_file:
         return target
@@ -55,10 +56,11 @@ def prepare_local(target: Target, settings: RunSettings) -> Target:
 
 def finish_local(target: Target, settings: RunSettings) -> None:
     """Stop the local deployment if this run started it."""
-    from postdeploy.local.platform import LocalPlatform, LocalPlatformError
+    from postdeploy.local.platform import LocalPlatformError
+    from postdeploy.local.shapes import platform_for
 
     with contextlib.suppress(LocalPlatformError):
-        LocalPlatform(target.url).stop_if_started_by(settings.run_id)
+        platform_for(target).stop_if_started_by(settings.run_id)
 
 
 # -- fixtures ------------------------------------------------------------------------------
@@ -110,9 +112,9 @@ def expected_version(request: pytest.FixtureRequest, target: Target) -> str | No
     if settings.expect_version:
         return settings.expect_version
     if target.platform == "local":
-        from postdeploy.local.platform import LocalPlatform
+        from postdeploy.local.shapes import platform_for
 
-        current = LocalPlatform(target.url).current()
+        current = platform_for(target).current()
         return current.version if current else None
     if target.platform in APP_VERSION_PLATFORMS:
         from postdeploy.rollback import DriverError, driver_for

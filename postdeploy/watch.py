@@ -111,9 +111,9 @@ def probe(client: httpx.Client, path: str, latency_threshold_ms: float) -> str:
 def _local_ca(target: Target) -> Target:
     if target.platform != "local" or target.ca_file:
         return target
-    from postdeploy.local.platform import LocalPlatform
+    from postdeploy.local.shapes import platform_for
 
-    return dataclasses.replace(target, ca_file=str(LocalPlatform(target.url).ca_file))
+    return dataclasses.replace(target, ca_file=str(platform_for(target).ca_file))
 
 
 def watch(

@@ -86,9 +86,9 @@ def sentry_project(target: Target) -> SentryProject | None:
     if target.platform != "local":
         return None
     from postdeploy.local import sentry_standin
-    from postdeploy.local.platform import LocalPlatform
+    from postdeploy.local.shapes import platform_for
 
-    state_dir = LocalPlatform(target.url).state_dir
+    state_dir = platform_for(target).state_dir
     standin = sentry_standin.running(state_dir)
     if standin is None:
         raise ErrorTrackingError(
@@ -112,9 +112,9 @@ def trigger_token(target: Target) -> str | None:
     if token or target.platform != "local":
         return token
     from postdeploy.local import sentry_standin
-    from postdeploy.local.platform import LocalPlatform
+    from postdeploy.local.shapes import platform_for
 
-    return sentry_standin.read_trigger_token(LocalPlatform(target.url).state_dir)
+    return sentry_standin.read_trigger_token(platform_for(target).state_dir)
 
 
 class SentryAPI:

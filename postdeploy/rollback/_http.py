@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from postdeploy.redact import redact_text
-from postdeploy.rollback.base import DriverError, DriverUnavailable
+from postdeploy.rollback.base import DriverError, DriverUnavailable, Instance
 
 if TYPE_CHECKING:
     from postdeploy.config import Target
@@ -234,6 +234,10 @@ class RestDriver:
 
     def logs(self, limit: int = 200) -> list[str]:
         """Recent log lines; this driver does not read the platform's logs."""
+        return []
+
+    def instances(self) -> list[Instance]:
+        """This platform offers no way to send a request to one instance: none listed."""
         return []
 
     def close(self) -> None:

@@ -43,7 +43,7 @@ from postdeploy.rollback._http import (
     rollback_setting,
     wait_for,
 )
-from postdeploy.rollback.base import Call, DriverError, DriverUnavailable, Release
+from postdeploy.rollback.base import Call, DriverError, DriverUnavailable, Instance, Release
 
 if TYPE_CHECKING:
     from postdeploy.config import Target
@@ -284,4 +284,8 @@ class EcsDriver:
 
     def logs(self, limit: int = 200) -> list[str]:
         """This driver does not read CloudWatch Logs."""
+        return []
+
+    def instances(self) -> list[Instance]:
+        """An ALB cannot be told to send a request to one ECS task: none listed."""
         return []

@@ -33,7 +33,7 @@ from postdeploy.rollback._http import (
     rollback_setting,
     wait_for,
 )
-from postdeploy.rollback.base import Call, DriverError, DriverUnavailable, Release
+from postdeploy.rollback.base import Call, DriverError, DriverUnavailable, Instance, Release
 
 if TYPE_CHECKING:
     from postdeploy.config import Target
@@ -234,4 +234,8 @@ class CommandDriver:
 
     def logs(self, limit: int = 200) -> list[str]:
         """A user command keeps no logs postdeploy can read."""
+        return []
+
+    def instances(self) -> list[Instance]:
+        """A user command cannot address instances: none listed."""
         return []

@@ -245,7 +245,10 @@ class RollbackController:
         )
 
     def _decide(
-        self, target: Target, record: RollbackRecord, driver: RollbackDriver | None,
+        self,
+        target: Target,
+        record: RollbackRecord,
+        driver: RollbackDriver | None,
         detected: float,
     ) -> RollbackRecord:
         try:

@@ -9,6 +9,9 @@ deploying the last good image again:
 - rollback: ``fly deploy --app A --image REF`` - flyctl waits for the machines (health checks
   included) and creates a new release that runs REF
 - wait:     ``fly releases`` until the newest release runs REF with status ``complete``
+- instances: the Machines API, ``GET /v1/apps/{app}/machines`` (``machines_api_url``, bearer
+  token): the started machines of the app's process group; a request reaches one machine
+  through the app's URL with the ``fly-force-instance-id: MACHINE_ID`` header
 
 The token goes to flyctl as ``FLY_API_TOKEN`` in its environment, never on its command line.
 """
@@ -21,16 +24,19 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import httpx
+
 from postdeploy.rollback._http import (
     DEFAULT_POLL_INTERVAL_S,
     DEFAULT_WAIT_TIMEOUT_S,
     Clock,
+    RestDriver,
     Sleep,
     TransientDriverError,
     rollback_setting,
     wait_for,
 )
-from postdeploy.rollback.base import Call, DriverError, DriverUnavailable, Release
+from postdeploy.rollback.base import Call, DriverError, DriverUnavailable, Instance, Release
 from postdeploy.rollback.command import Finished, find_executable, run_tool
 
 if TYPE_CHECKING:
@@ -45,6 +51,12 @@ API_CALLS_PER_QUERY = 3
 RELEASES_FRESH_S = 5.0
 COMPLETE = "complete"
 FAILED = frozenset({"failed", "interrupted"})
+#: Fly's proxy routes a request carrying this header to the machine it names.
+FORCE_INSTANCE_HEADER = "fly-force-instance-id"
+MACHINES_API_URL = "https://api.machines.dev"
+STARTED = "started"
+#: The process group that serves HTTP (fly.toml's default).
+APP_PROCESS_GROUP = "app"
 INSTALL_HINT = "install flyctl (https://fly.io/docs/flyctl/install/) or set flyctl in targets.toml"
 
 #: flyctl's error words -> what to do.
@@ -82,6 +94,52 @@ def _release(item: Mapping[str, Any]) -> Release:
     )
 
 
+def _instance(machine: Mapping[str, Any]) -> Instance:
+    config = machine.get("config") or {}
+    metadata = config.get("metadata") or {}
+    image = machine.get("image_ref") or {}
+    release = metadata.get("fly_release_version")
+    return Instance(
+        id=str(machine.get("id", "")),
+        version=f"v{release}" if release else str(image.get("tag") or ""),
+        state=str(machine.get("state", "")),
+        headers={FORCE_INSTANCE_HEADER: str(machine.get("id", ""))},
+        extra={
+            key: value
+            for key, value in (
+                ("region", machine.get("region")),
+                ("name", machine.get("name")),
+                ("image", f"{image.get('repository', '')}:{image.get('tag', '')}".strip(":")),
+            )
+            if value
+        },
+    )
+
+
+class MachinesAPI(RestDriver):
+    """Fly.io's Machines API (REST, bearer token): only what the driver reads from it."""
+
+    platform = "fly"
+
+    def __init__(self, target: Target, transport: httpx.BaseTransport | None = None) -> None:
+        super().__init__(target, transport=transport)
+        self.api_url = str(target.settings.get("machines_api_url") or MACHINES_API_URL).rstrip("/")
+        self.token_env = str(target.settings.get("token_env") or FLYCTL_TOKEN_VAR)
+        self.app = str(target.settings.get("app", ""))
+
+    def not_found_hint(self) -> str:
+        return f"the Machines API knows no app {self.app!r}; check app in targets.toml"
+
+    def machines(self) -> list[dict[str, Any]]:
+        body = self._request("GET", f"/v1/apps/{self.app}/machines", what="listing machines")
+        if not isinstance(body, list):
+            raise DriverError(
+                f"fly: listing machines of {self.app!r} answered {type(body).__name__}, "
+                "expected a list of machines; is machines_api_url the Machines API?"
+            )
+        return [m for m in body if isinstance(m, dict)]
+
+
 class FlyDriver:
     platform = "fly"
 
@@ -91,8 +149,10 @@ class FlyDriver:
         *,
         clock: Clock = time.monotonic,
         sleep: Sleep = time.sleep,
+        machines_transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.target = target
+        self.machines_api = MachinesAPI(target, machines_transport)
         self.clock = clock
         self.sleep = sleep
         self.flyctl = str(target.settings.get("flyctl") or "fly")
@@ -255,3 +315,17 @@ class FlyDriver:
             doing=f"reading the logs of {self.app}",
         )  # fmt: skip
         return done.stdout.splitlines()[-limit:]
+
+    def instances(self) -> list[Instance]:
+        """The app's started machines, each addressed with ``fly-force-instance-id``."""
+        machines = self.machines_api.machines()
+        serving = [
+            m
+            for m in machines
+            if m.get("state") == STARTED
+            and ((m.get("config") or {}).get("metadata") or {}).get(
+                "fly_process_group", APP_PROCESS_GROUP
+            )
+            == APP_PROCESS_GROUP
+        ]
+        return [_instance(m) for m in serving]

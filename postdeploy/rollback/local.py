@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 import httpx
 
 from postdeploy.local.platform import LocalPlatform, LocalPlatformError, LocalRelease
-from postdeploy.rollback.base import Call, DriverError, DriverUnavailable, Release
+from postdeploy.local.shapes import platform_for
+from postdeploy.rollback.base import Call, DriverError, DriverUnavailable, Instance, Release
 
 if TYPE_CHECKING:
     from postdeploy.config import Target
@@ -34,7 +35,7 @@ class LocalDriver:
 
     def __init__(self, target: Target, platform: LocalPlatform | None = None) -> None:
         self.target = target
-        self.local = platform or LocalPlatform(target.url)
+        self.local = platform or platform_for(target)
 
     def preflight(self) -> None:
         try:
@@ -87,3 +88,28 @@ class LocalDriver:
 
     def logs(self, limit: int = 200) -> Sequence[str]:
         return self.local.logs(limit)
+
+    def instances(self) -> list[Instance]:
+        """The production shape's instances, each addressed through the edge's routing
+        header; the single-process shape is one instance, reached at the URL itself."""
+        from postdeploy.local.production import ProductionPlatform
+
+        if isinstance(self.local, ProductionPlatform):
+            from postdeploy.local.nginx import INSTANCE_HEADER
+
+            if self.local.current() is None:
+                return []
+            return [
+                Instance(
+                    id=item.id,
+                    version=item.version,
+                    state="started",
+                    headers={INSTANCE_HEADER: item.id},
+                    extra={"release": item.release_id, "port": item.port},
+                )
+                for item in self.local.read_instances()
+            ]
+        current = self.local.current()
+        if current is None:
+            return []
+        return [Instance(id="1", version=current.version, state="started")]

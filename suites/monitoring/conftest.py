@@ -104,11 +104,11 @@ class Prometheus:
 
 
 def _local_spec(target: Target) -> ScrapeSpec:
-    from postdeploy.local.platform import LocalPlatform
+    from postdeploy.local.shapes import platform_for
     from postdeploy.monitoring.prometheus import ScrapeSpec
 
     settings = target.monitoring
-    current = LocalPlatform(target.url).current()
+    current = platform_for(target).current()
     return ScrapeSpec(
         url=target.url,
         ca_file=target.ca_file,
