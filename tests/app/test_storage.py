@@ -166,9 +166,13 @@ def test_a_broken_constraint_is_an_integrity_error(database):
 def test_a_failed_unit_of_work_is_rolled_back(database):
     database.initialize()
 
-    with pytest.raises(RuntimeError), database.connect() as conn:
-        conn.execute("UPDATE lessons SET title = ? WHERE id = ?", ("changed", 1))
-        raise RuntimeError("the endpoint failed after writing")
+    def write_then_fail() -> None:
+        with database.connect() as conn:
+            conn.execute("UPDATE lessons SET title = ? WHERE id = ?", ("changed", 1))
+            raise RuntimeError("the endpoint failed after writing")
+
+    with pytest.raises(RuntimeError):
+        write_then_fail()
 
     with database.connect() as conn:
         assert conn.execute("SELECT title FROM lessons WHERE id = 1").fetchone()[0] != "changed"
