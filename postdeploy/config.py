@@ -82,6 +82,12 @@ PLATFORM_KEYS: dict[str, dict[str, Key]] = {
         "port_base": Key(
             (int, float), 19450, help="production shape: instance N on port_base+N, DB on +10"
         ),
+        "rate_limit_register": Key(
+            str, "", help="production shape: the app's registration limit N/SECONDS; empty: shipped"
+        ),
+        "rate_limit_login": Key(
+            str, "", help="production shape: the app's login limit N/SECONDS; empty: shipped"
+        ),
     },
     "fly": {
         "app": Key(str, help="Fly.io app name"),
@@ -396,9 +402,22 @@ def _unknown(
     )
 
 
-def _overrides(name: str, environ: Mapping[str, str]) -> dict[str, str]:
-    prefix = f"{ENV_PREFIX}{name.upper().replace('-', '_')}_"
-    return {k[len(prefix) :].lower(): v for k, v in environ.items() if k.startswith(prefix)}
+def _env_prefix(name: str) -> str:
+    return f"{ENV_PREFIX}{name.upper().replace('-', '_')}_"
+
+
+def _overrides(
+    name: str, environ: Mapping[str, str], others: tuple[str, ...] = ()
+) -> dict[str, str]:
+    """``POSTDEPLOY_<NAME>_*`` variables, except those of a target whose name extends this
+    one's (``POSTDEPLOY_LOCAL_PROD_URL`` belongs to ``local-prod``, not to ``local``)."""
+    prefix = _env_prefix(name)
+    longer = [_env_prefix(o) for o in others if _env_prefix(o).startswith(prefix) and o != name]
+    return {
+        k[len(prefix) :].lower(): v
+        for k, v in environ.items()
+        if k.startswith(prefix) and not any(k.startswith(p) for p in longer)
+    }
 
 
 def _build_target(
@@ -407,6 +426,7 @@ def _build_target(
     defaults: Mapping[str, Any],
     source: str,
     environ: Mapping[str, str],
+    others: tuple[str, ...] = (),
 ) -> Target:
     where = f"[targets.{name}]"
     platform = raw.get("platform", defaults.get("platform"))
@@ -433,7 +453,7 @@ def _build_target(
             else:
                 raise _unknown(source, layer_where, key, [*top_keys, *SECTIONS])
 
-    env = _overrides(name, environ)
+    env = _overrides(name, environ, others)
     for env_key, raw_value in sorted(env.items()):
         env_where = f"{ENV_PREFIX}{name.upper()}_{env_key.upper()}"
         section = next((s for s in SECTIONS if env_key.startswith(s + "_")), None)
@@ -561,5 +581,5 @@ def load_targets(
             raise ConfigError(f"{source}: 'all' is reserved and cannot name a target")
         if not isinstance(raw, Mapping):
             raise ConfigError(f"{source}: targets.{name} must be a table ([targets.{name}])")
-        targets[name] = _build_target(name, raw, defaults, source, environ)
+        targets[name] = _build_target(name, raw, defaults, source, environ, tuple(raw_targets))
     return TargetsFile(file, targets)

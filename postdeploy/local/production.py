@@ -192,6 +192,7 @@ class ProductionPlatform(LocalPlatform):
         port_base: int = DEFAULT_PORT_BASE,
         prometheus_url: str = "",
         alertmanager_url: str = "",
+        app_limits: dict[str, str] | None = None,
         state_dir: Path | None = None,
         app_dir: Path | None = None,
     ) -> None:
@@ -207,6 +208,8 @@ class ProductionPlatform(LocalPlatform):
         self.prometheus_port = _port_of(prometheus_url, port_base + PROMETHEUS_OFFSET)
         self.alertmanager_port = _port_of(alertmanager_url, port_base + ALERTMANAGER_OFFSET)
         self.cluster = Cluster(self.state_dir / "postgres", self.postgres_port)
+        #: rate limits the target raises explicitly (empty values: the app's shipped ones)
+        self.app_limits = {k: v for k, v in (app_limits or {}).items() if v}
         #: how the next rollout proceeds (set by :meth:`deploy`)
         self._pause_s = 0.0
         self._canary: int | None = None
@@ -437,8 +440,9 @@ class ProductionPlatform(LocalPlatform):
             raise LocalPlatformError(str(exc)) from None
 
     def _instance_env(self, iid: str, release: LocalRelease) -> dict[str, str]:
+        inherited = {k: v for k, v in _base_env().items() if not k.startswith("LA_")}
         return {
-            **_base_env(),
+            **inherited,
             "PYTHONUNBUFFERED": "1",
             "LA_VERSION": release.version,
             "LA_FAULTS": ",".join(faults_of_instance(release.faults, iid)),
@@ -447,6 +451,7 @@ class ProductionPlatform(LocalPlatform):
             "LA_TRUSTED_PROXIES": "127.0.0.1",
             "LA_SECRET_KEY": self._secret_key(),
             **sentry_standin.deployment_env(self.state_dir),
+            **self.app_limits,
         }
 
     def _start_instance(

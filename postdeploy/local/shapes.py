@@ -31,6 +31,10 @@ def platform_for(target: Target, state_dir: Path | None = None) -> LocalPlatform
             port_base=int(target.settings.get("port_base", 19450)),
             prometheus_url=target.monitoring.prometheus_url,
             alertmanager_url=target.monitoring.alertmanager_url,
+            app_limits={
+                "LA_RATE_LIMIT_REGISTER": str(target.settings.get("rate_limit_register", "")),
+                "LA_RATE_LIMIT_LOGIN": str(target.settings.get("rate_limit_login", "")),
+            },
             state_dir=state_dir,
         )
     return LocalPlatform(target.url, state_dir=state_dir)
