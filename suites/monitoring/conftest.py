@@ -65,21 +65,24 @@ def required_alert_rules(monitoring: Section) -> list[str]:
 # -- synthetic traffic ----------------------------------------------------------------------
 
 
-SendSynthetic = Callable[["httpx.Client", int, str], list[str]]
+SendSynthetic = Callable[..., list[str]]
 
 
 @pytest.fixture(scope="session")
 def send_synthetic(run_id: str) -> SendSynthetic:
-    """``send(client, count, label)``: ``count`` GETs of SYNTHETIC_PATH with unique request ids.
+    """``send(client, count, label, headers=None)``: ``count`` GETs of SYNTHETIC_PATH with
+    unique request ids (and ``headers``, e.g. the ones that address one instance).
 
     Any answer counts (the checks look for the requests, not for their status).
     """
 
-    def send(client: httpx.Client, count: int, label: str) -> list[str]:
+    def send(
+        client: httpx.Client, count: int, label: str, headers: dict[str, str] | None = None
+    ) -> list[str]:
         sent = []
         for _ in range(count):
             request_id = f"pd-{run_id}-{label}-{secrets.token_hex(4)}"
-            client.get(SYNTHETIC_PATH, headers={REQUEST_ID_HEADER: request_id})
+            client.get(SYNTHETIC_PATH, headers={**(headers or {}), REQUEST_ID_HEADER: request_id})
             sent.append(request_id)
         return sent
 
