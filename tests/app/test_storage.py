@@ -241,3 +241,17 @@ def test_pooled_connections_recover_after_the_server_dropped_them(database, post
     with pytest.raises(DatabaseError):
         database.ping()  # the dead pooled connection: this request fails...
     assert database.ping() >= 0  # ...and the next one gets a new connection
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_a_process_opens_at_most_its_share_of_connections(database_location, monkeypatch):
+    from learning_assistant.backends import postgres
+
+    monkeypatch.setattr(postgres, "POOL_WAIT_S", 0.1)
+    database = postgres.PostgresDatabase(database_location, max_connections=1)
+    try:
+        with database.connect(), pytest.raises(DatabaseError, match="connections stayed busy"):
+            database.ping()  # would need a second connection
+        assert database.ping() >= 0  # the first one is free again
+    finally:
+        database.close()
