@@ -157,7 +157,7 @@ class Cluster:
                 raise PostgresError(
                     f"PostgreSQL runs as {self.run_as!r} (it refuses root), who cannot enter "
                     f"{parent}; put the state dir somewhere every user can reach "
-                    "(POSTDEPLOY_STATE_DIR=/tmp/...)"
+                    f"(POSTDEPLOY_STATE_DIR=/tmp/...) or let others through: chmod o+x {parent}"
                 )
 
     # -- after start -------------------------------------------------------------------------
