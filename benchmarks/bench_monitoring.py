@@ -29,12 +29,8 @@ from pathlib import Path
 
 from postdeploy.config import load_targets
 from postdeploy.local.platform import LocalPlatform
-from postdeploy.monitoring.prometheus import (
-    PrometheusAPI,
-    ScrapeSpec,
-    shared_local_prometheus,
-    wait_for_scrape,
-)
+from postdeploy.local.prometheus import ScrapeSpec, shared_local_prometheus
+from postdeploy.monitoring.prometheus import PrometheusAPI, wait_for_scrape
 
 REPO = Path(__file__).resolve().parents[1]
 RUN_TIMEOUT_S = 300

@@ -30,8 +30,9 @@ from pathlib import Path
 
 from postdeploy.config import load_targets
 from postdeploy.reporting import html as htmlreport
-from postdeploy.reporting.allure_files import known_secrets, scrub_results
+from postdeploy.reporting.allure_files import scrub_results
 from postdeploy.reporting.verdict import summary_lines
+from postdeploy.settings import known_secrets
 
 REPO = Path(__file__).resolve().parents[1]
 RUN_TIMEOUT_S = 900

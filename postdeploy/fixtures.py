@@ -16,7 +16,8 @@ import pytest
 
 from postdeploy.contract import PATHS
 from postdeploy.gate import TargetUnreachable
-from postdeploy.http import Recorder, new_client
+from postdeploy.http import RECORDER_KEY, Recorder, new_client
+from postdeploy.settings import settings_of
 from postdeploy.users import SyntheticUser, UserFactory
 
 if TYPE_CHECKING:
@@ -24,11 +25,10 @@ if TYPE_CHECKING:
 
     from postdeploy.config import Target
     from postdeploy.instances import Route
-    from postdeploy.plugin import RunSettings
     from postdeploy.rollback.base import Instance
     from postdeploy.rollout import RolloutResult
+    from postdeploy.settings import RunSettings
 
-RECORDER_KEY = pytest.StashKey[Recorder]()
 #: Connect timeout of the one reachability probe per target and run.
 PROBE_CONNECT_TIMEOUT_S = 5.0
 #: Platforms whose driver's current release carries the app's version (the command driver's
@@ -37,9 +37,7 @@ APP_VERSION_PLATFORMS = frozenset({"command"})
 
 
 def _settings(config: pytest.Config) -> RunSettings:
-    from postdeploy.plugin import SETTINGS_KEY
-
-    return config.stash[SETTINGS_KEY]
+    return settings_of(config)
 
 
 # -- the local platform --------------------------------------------------------------------
@@ -75,7 +73,7 @@ def run_id(pytestconfig: pytest.Config) -> str:
     return _settings(pytestconfig).run_id
 
 
-def _probe(target: Target) -> str:
+def _serving_version(target: Target) -> str:
     """The version the target reports; raises TargetUnreachable if it does not answer."""
     try:
         with new_client(
@@ -104,7 +102,7 @@ def target(request: pytest.FixtureRequest) -> Target:
             selected = prepare_local(selected, settings)
         except Exception as exc:
             raise TargetUnreachable(f"target {selected.name!r}: {exc}") from None
-    settings.serving_versions[selected.name] = _probe(selected)
+    settings.serving_versions[selected.name] = _serving_version(selected)
     return selected
 
 
@@ -198,19 +196,3 @@ def new_user(target: Target, recorder: Recorder, run_id: str) -> Iterator[UserFa
 def user(new_user: UserFactory) -> SyntheticUser:
     """A registered, logged-in synthetic user (bearer token in ``user.auth``)."""
     return new_user()
-
-
-def attach_exchanges(item: pytest.Item) -> None:
-    """Attach the test's recorded HTTP exchanges to the Allure report (already redacted)."""
-    recording = item.stash.get(RECORDER_KEY, None)
-    if recording is None or not recording.exchanges:
-        return
-    try:
-        import allure
-    except ImportError:  # pragma: no cover - allure-pytest is a dependency
-        return
-    allure.attach(
-        recording.render(),
-        name="HTTP exchanges (credentials redacted)",
-        attachment_type=allure.attachment_type.TEXT,
-    )

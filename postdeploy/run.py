@@ -26,6 +26,7 @@ from postdeploy.gate import (
     Gate,
     Outcome,
     TargetResults,
+    failure_message,
 )
 from postdeploy.reporting.verdict import (
     VERDICT_FILE,
@@ -48,14 +49,7 @@ if TYPE_CHECKING:
     from _pytest.reports import TestReport
     from _pytest.terminal import TerminalReporter
 
-    from postdeploy.plugin import RunSettings
-
-
-def _message(report: TestReport) -> str:
-    crash = getattr(report.longrepr, "reprcrash", None)
-    if crash is not None:
-        return str(crash.message)
-    return str(report.longrepr or "")[-2000:]
+    from postdeploy.settings import RunSettings
 
 
 class ValidationRun:
@@ -114,7 +108,7 @@ class ValidationRun:
             gating=bool(props.get(PROP_GATING)) and not quarantined,
             category=props.get(PROP_CATEGORY, ""),
             phase=report.when,
-            message=_message(report) if kind in (Outcome.FAILED, Outcome.BROKEN) else "",
+            message=failure_message(report) if kind in (Outcome.FAILED, Outcome.BROKEN) else "",
         )
         if results.gate_failed and not failed_before:
             self._gate_failed(name, time.monotonic())
@@ -168,12 +162,10 @@ class ValidationRun:
                 if self.settings.notify
                 else []
             )
-        from postdeploy.reporting.allure_files import known_secrets
-
         write_verdict(
             self.settings.reports_dir / VERDICT_FILE,
             self.verdict,
-            known_secrets(self.settings.targets.values()),
+            self.settings.secrets,
         )
         self._finish_reports()
 
@@ -199,15 +191,12 @@ class ValidationRun:
             allure_files.write_run_files(Path(results_dir), self.settings, self.verdict)
         xmlpath = getattr(self.config.option, "xmlpath", None)
         if xmlpath:
-            secrets = allure_files.known_secrets(self.settings.targets.values())
-            allure_files.scrub_junit(Path(xmlpath), secrets)
+            allure_files.scrub_junit(Path(xmlpath), self.settings.secrets)
 
     def pytest_terminal_summary(self, terminalreporter: TerminalReporter) -> None:
         if self.verdict is None:
             return
         terminalreporter.section("postdeploy verdict")
-        from postdeploy.reporting.allure_files import known_secrets
-
-        for line in summary_lines(self.verdict, known_secrets(self.settings.targets.values())):
+        for line in summary_lines(self.verdict, self.settings.secrets):
             terminalreporter.write_line(line)
         terminalreporter.write_line(f"verdict: {self.settings.reports_dir / VERDICT_FILE}")

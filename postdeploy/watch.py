@@ -191,7 +191,7 @@ def watch(
         source="watch",
         targets={target.name: entry},
     )
-    from postdeploy.reporting.allure_files import known_secrets
+    from postdeploy.settings import known_secrets
 
     write_verdict(reports_dir / VERDICT_FILE, verdict, known_secrets([target]))
     return WatchResult(results, record, requests, rounds, verdict)

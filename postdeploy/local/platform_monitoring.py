@@ -3,7 +3,7 @@
 They are run by the platform, not by a validation run, and live and die with the deployment,
 as a platform's monitoring would. Prometheus scrapes every instance directly on its own port
 (as a platform's service discovery would, not through the edge), evaluates the app's alert
-rules (the same rules as the single-process shape, :func:`postdeploy.monitoring.prometheus.
+rules (the same rules as the single-process shape, :func:`postdeploy.local.prometheus.
 alert_rules`, with a production-like hold) and sends alerts to the Alertmanager. A target
 reaches both through ``monitoring.prometheus_url`` and ``monitoring.alertmanager_url``.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from postdeploy.contract import PATHS
-from postdeploy.monitoring.prometheus import ScrapeSpec, alert_rules
+from postdeploy.local.prometheus import ScrapeSpec, alert_rules
 
 #: The shape's scrape and evaluation interval.
 SCRAPE_INTERVAL_S = 1.0

@@ -54,15 +54,12 @@ from postdeploy.local import supervisor as sup
 from postdeploy.local.platform import (
     APP_FACTORY,
     STOP_TIMEOUT_S,
-    Deployment,
     LocalPlatform,
-    LocalPlatformError,
-    LocalRelease,
-    State,
     Status,
     load_faults,
 )
 from postdeploy.local.postgres import Cluster, PostgresError
+from postdeploy.local.state import Deployment, LocalPlatformError, LocalRelease, State
 from postdeploy.local.tls_profiles import INTERMEDIATE_CONF, LEGACY_CONF, server_tls
 
 SHAPE = "production"

@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from postdeploy.sysutil import process_alive
+
 #: Marks the supervisor's command line, so a pid can be checked to still be ours.
 PROCESS_MARKER = "postdeploy.local.supervisor"
 #: How often the supervisor looks at its children and its owner.
@@ -119,12 +121,7 @@ class SupervisorClient:
 
 def alive(pid: int) -> bool:
     """Whether ``pid`` is a running (not zombie) supervisor."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return PROCESS_MARKER.encode() in cmdline and stat.rsplit(")", 1)[1].split()[0] != "Z"
+    return process_alive(pid, PROCESS_MARKER.encode())
 
 
 def start(

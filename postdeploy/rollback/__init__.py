@@ -11,9 +11,19 @@ from typing import TYPE_CHECKING
 from postdeploy.rollback.base import DriverError, DriverUnavailable, Release, RollbackDriver
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from postdeploy.config import Target
 
-__all__ = ["DRIVERS", "DriverError", "DriverUnavailable", "Release", "RollbackDriver", "driver_for"]
+__all__ = [
+    "DRIVERS",
+    "DriverError",
+    "DriverUnavailable",
+    "Release",
+    "RollbackDriver",
+    "driver_for",
+    "preflight",
+]
 
 #: platform -> "module:Class" of its driver.
 DRIVERS: dict[str, str] = {
@@ -46,3 +56,18 @@ def driver_for(target: Target) -> RollbackDriver:
         ) from None
     driver: RollbackDriver = getattr(module, class_name)(target)
     return driver
+
+
+def preflight(targets: Iterable[Target], mode: str, command: str = "") -> None:
+    """Before anything runs: with rollback ``mode`` other than off, every target needs a
+    working driver. Raises :class:`DriverUnavailable` saying what to fix."""
+    if mode == "off":
+        return
+    for target in targets:
+        try:
+            driver_for(target).preflight()
+        except DriverUnavailable as exc:
+            raise DriverUnavailable(
+                f"{command}--rollback {mode} cannot work: {exc}. "
+                "Fix the target's rollback settings or run with --rollback off"
+            ) from None

@@ -36,8 +36,8 @@ from postdeploy.rollback._http import (
     rollback_setting,
     wait_for,
 )
+from postdeploy.rollback._process import Finished, find_executable, run_tool
 from postdeploy.rollback.base import Call, DriverError, DriverUnavailable, Instance, Release
-from postdeploy.rollback.command import Finished, find_executable, run_tool
 
 if TYPE_CHECKING:
     from postdeploy.config import Target

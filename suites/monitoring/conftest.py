@@ -32,9 +32,10 @@ if TYPE_CHECKING:
     import httpx
 
     from postdeploy.config import Section, Target
+    from postdeploy.local.prometheus import ScrapeSpec
     from postdeploy.monitoring.error_tracking import SentryAPI
     from postdeploy.monitoring.logs import LogSource
-    from postdeploy.monitoring.prometheus import PrometheusAPI, Scrape, ScrapeSpec
+    from postdeploy.monitoring.prometheus import PrometheusAPI, Scrape
 
 #: Route the synthetic traffic goes to (and that the metric queries select).
 SYNTHETIC_PATH = PATHS.health
@@ -107,8 +108,8 @@ class Prometheus:
 
 
 def _local_spec(target: Target) -> ScrapeSpec:
+    from postdeploy.local.prometheus import ScrapeSpec
     from postdeploy.local.shapes import platform_for
-    from postdeploy.monitoring.prometheus import ScrapeSpec
 
     settings = target.monitoring
     current = platform_for(target).current()
@@ -129,7 +130,8 @@ def _local_spec(target: Target) -> ScrapeSpec:
 @pytest.fixture(scope="session")
 def prometheus(target: Target, run_id: str) -> Iterator[Prometheus]:
     """The target's Prometheus; for a local target without one, a real one started here."""
-    from postdeploy.monitoring.prometheus import PrometheusAPI, run_folder, shared_local_prometheus
+    from postdeploy.local.prometheus import run_folder, shared_local_prometheus
+    from postdeploy.monitoring.prometheus import PrometheusAPI
 
     settings = target.monitoring
     token_env = settings.prometheus_token_env

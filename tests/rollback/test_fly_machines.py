@@ -55,7 +55,7 @@ def test_an_unknown_app_is_a_driver_error_naming_the_setting(
     token: str, make_target: Callable[..., Target], standin: FlyMachinesStandIn
 ) -> None:
     target = make_target("fly", app="nope", token_env="PD_TEST_TOKEN", machines_api_url=API_URL)
-    with pytest.raises(DriverError, match="check app in targets.toml") as failure:
+    with pytest.raises(DriverError, match=r"check app in targets\.toml") as failure:
         FlyDriver(target, machines_transport=standin.transport()).instances()
     assert_no_secret(failure.value)
 
