@@ -111,7 +111,14 @@ def new_cluster(bin_dir: Path) -> Cluster:
     run_as = None
     if os.geteuid() == 0:
         run_as = OS_USER_AS_ROOT
-        account = pwd.getpwnam(OS_USER_AS_ROOT)
+        try:
+            account = pwd.getpwnam(OS_USER_AS_ROOT)
+        except KeyError:
+            shutil.rmtree(root, ignore_errors=True)
+            raise RuntimeError(
+                f"as root the test server runs as the OS user {OS_USER_AS_ROOT!r}, which does "
+                f"not exist: {INSTALL_HINT} (it creates the user), or run as a normal user"
+            ) from None
         os.chown(root, account.pw_uid, account.pw_gid)
     port = int(os.environ.get(PORT_ENV) or TEST_POSTGRES_PORT)
     return Cluster(bin_dir=bin_dir, root=root, port=port, run_as=run_as)
