@@ -87,19 +87,25 @@ class Cluster:
 
     # -- creation ----------------------------------------------------------------------------
 
-    def ensure_created(self) -> bool:
-        """Create the cluster unless it exists; True when it was created now."""
-        self.folder.mkdir(parents=True, exist_ok=True)
+    def check_data_dir(self) -> None:
+        """Refuse a data dir that is not a cluster, or not ours, before anything starts."""
         if (self.data / "PG_VERSION").exists():
             self._check_owner()
-            return False
-        if self.data.exists() and any(self.data.iterdir()):
+        elif self.data.exists() and any(self.data.iterdir()):
             raise PostgresError(
                 f"{self.data} exists but is not a PostgreSQL data directory (no PG_VERSION): a "
                 "stale or damaged state dir. Nothing was changed; move it away to start with an "
                 "empty database"
             )
-        self._check_reachable()
+        else:
+            self._check_reachable()
+
+    def ensure_created(self) -> bool:
+        """Create the cluster unless it exists; True when it was created now."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.check_data_dir()
+        if (self.data / "PG_VERSION").exists():
+            return False
         self._give_away(self.folder)
         self.socket_dir.mkdir(exist_ok=True)
         self._give_away(self.socket_dir)

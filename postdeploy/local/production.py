@@ -401,7 +401,7 @@ class ProductionPlatform(LocalPlatform):
         self.state_dir.mkdir(parents=True, exist_ok=True)
         (self.state_dir / "logs").mkdir(exist_ok=True)
         try:
-            self.cluster.ensure_created()
+            self.cluster.check_data_dir()
         except PostgresError as exc:
             raise LocalPlatformError(str(exc)) from None
         owner = os.getpid() if started_by else 0
@@ -413,10 +413,20 @@ class ProductionPlatform(LocalPlatform):
             raise LocalPlatformError(str(exc)) from None
         client = self._client()
         try:
+            # What does not depend on anything starts first, and the waits come last, so the
+            # processes start side by side: a cold start costs the slowest, not the sum.
+            self._spawn_monitoring(client, release)
+            try:
+                self.cluster.ensure_created()
+            except PostgresError as exc:
+                raise LocalPlatformError(str(exc)) from None
             self._spawn_postgres(client)
-            instances = [self._start_instance(client, iid, release) for iid in self.instance_ids]
-            edge = self._start_edge(client, release)
-            self._start_monitoring(client, release)
+            instances = [self._spawn_instance(client, iid, release) for iid in self.instance_ids]
+            edge = self._spawn_edge(client, release)
+            for instance in instances:
+                self._wait_instance(client, instance)
+            self._wait_edge(client)
+            self._wait_monitoring(client)
             self._write_instances(instances, edge)
         except BaseException:
             with contextlib.suppress(sup.SupervisorError):
@@ -451,9 +461,10 @@ class ProductionPlatform(LocalPlatform):
             **self.app_limits,
         }
 
-    def _start_instance(
+    def _spawn_instance(
         self, client: sup.SupervisorClient, iid: str, release: LocalRelease
     ) -> InstanceState:
+        """Start instance ``iid`` with ``release``; :meth:`_wait_instance` waits for it."""
         port = self.instance_ports[iid]
         command = [
             sys.executable, "-m", "uvicorn", APP_FACTORY, "--factory",
@@ -462,20 +473,32 @@ class ProductionPlatform(LocalPlatform):
             "--log-level", "warning", "--timeout-graceful-shutdown", "2",
         ]  # fmt: skip
         name = f"instance-{iid}"
-        log = self._service_log(name)
         try:
             pid = client.spawn(
-                name, command, env=self._instance_env(iid, release), log=log, cwd=self.state_dir
-            )
+                name, command, env=self._instance_env(iid, release),
+                log=self._service_log(name), cwd=self.state_dir,
+            )  # fmt: skip
         except sup.SupervisorError as exc:
             raise LocalPlatformError(f"starting {name}: {exc}") from None
-        self._wait_answering(
-            f"http://127.0.0.1:{port}/api/health", name, client, log, INSTANCE_START_TIMEOUT_S
-        )
         return InstanceState(
             id=iid, port=port, release_id=release.id, version=release.version,
             faults=faults_of_instance(release.faults, iid), pid=pid, started_at=_now(),
         )  # fmt: skip
+
+    def _wait_instance(self, client: sup.SupervisorClient, instance: InstanceState) -> None:
+        """Until the instance answers on its own port (checked before the next is replaced)."""
+        name = f"instance-{instance.id}"
+        self._wait_answering(
+            f"http://127.0.0.1:{instance.port}/api/health", name, client,
+            self._service_log(name), INSTANCE_START_TIMEOUT_S,
+        )  # fmt: skip
+
+    def _start_instance(
+        self, client: sup.SupervisorClient, iid: str, release: LocalRelease
+    ) -> InstanceState:
+        instance = self._spawn_instance(client, iid, release)
+        self._wait_instance(client, instance)
+        return instance
 
     def _edge_spec(self, release: LocalRelease) -> tuple[nginx.Edge, dict[str, Any]]:
         whole = whole_faults(release.faults)
@@ -490,7 +513,7 @@ class ProductionPlatform(LocalPlatform):
         settings = {"weak_tls": edge.weak_tls, "cert_days": valid_days}
         return edge, settings
 
-    def _start_edge(self, client: sup.SupervisorClient, release: LocalRelease) -> dict[str, Any]:
+    def _spawn_edge(self, client: sup.SupervisorClient, release: LocalRelease) -> dict[str, Any]:
         edge, settings = self._edge_spec(release)
         binary = binaries.find(binaries.NGINX)
         nginx.write(edge)
@@ -504,10 +527,17 @@ class ProductionPlatform(LocalPlatform):
             )  # fmt: skip
         except (ValueError, sup.SupervisorError) as exc:
             raise LocalPlatformError(f"starting the edge (nginx): {exc}") from None
+        return settings
+
+    def _wait_edge(self, client: sup.SupervisorClient) -> None:
         self._wait_answering(
             f"{self.url}/api/health", "edge", client, self._service_log("edge"),
             EDGE_START_TIMEOUT_S,
         )  # fmt: skip
+
+    def _start_edge(self, client: sup.SupervisorClient, release: LocalRelease) -> dict[str, Any]:
+        settings = self._spawn_edge(client, release)
+        self._wait_edge(client)
         return settings
 
     def _monitoring_spec(self, release: LocalRelease) -> platform_monitoring.MonitoringSpec:
@@ -517,7 +547,7 @@ class ProductionPlatform(LocalPlatform):
             without_rules="alert_rules_missing" in whole_faults(release.faults),
         )  # fmt: skip
 
-    def _start_monitoring(self, client: sup.SupervisorClient, release: LocalRelease) -> None:
+    def _spawn_monitoring(self, client: sup.SupervisorClient, release: LocalRelease) -> None:
         spec = self._monitoring_spec(release)
         prometheus_file, alertmanager_file = platform_monitoring.write(spec)
         data = spec.folder / "data"
@@ -540,12 +570,18 @@ class ProductionPlatform(LocalPlatform):
             )  # fmt: skip
         except (binaries.MissingBinary, sup.SupervisorError) as exc:
             raise LocalPlatformError(f"starting the platform's monitoring: {exc}") from None
-        for name, port in (("alertmanager", spec.alertmanager_port),
-                           ("prometheus", spec.prometheus_port)):  # fmt: skip
+
+    def _wait_monitoring(self, client: sup.SupervisorClient) -> None:
+        for name, port in (("alertmanager", self.alertmanager_port),
+                           ("prometheus", self.prometheus_port)):  # fmt: skip
             self._wait_answering(
                 f"http://127.0.0.1:{port}/-/ready", name, client, self._service_log(name),
                 MONITORING_START_TIMEOUT_S, want_ok=True,
             )  # fmt: skip
+
+    def _start_monitoring(self, client: sup.SupervisorClient, release: LocalRelease) -> None:
+        self._spawn_monitoring(client, release)
+        self._wait_monitoring(client)
 
     def _restart_monitoring(self, client: sup.SupervisorClient, release: LocalRelease) -> None:
         for name in ("prometheus", "alertmanager"):
