@@ -28,6 +28,7 @@ import pytest
 from postdeploy.config import load_targets
 from postdeploy.local.production import ProductionPlatform
 from postdeploy.local.shapes import platform_for
+from postdeploy.local.state import LocalPlatformError
 from tests.conftest import REPO, SUITE_RUN_TIMEOUT_S, SuiteRun, _outcomes, free_port
 
 TARGET = "local-prod"
@@ -283,5 +284,51 @@ def test_a_sigkilled_run_leaves_nothing_running(reachable: Path) -> None:
             time.sleep(0.1)
         assert not _processes_of(tmp_path / "state")
         assert platform.current() is None
+    finally:
+        platform.stop()
+
+
+# -- a state dir left behind ----------------------------------------------------------------
+
+
+def test_a_killed_supervisor_takes_everything_and_the_next_deploy_starts_afresh(
+    reachable: Path,
+) -> None:
+    prod = ProdEnv(reachable, _env(reachable))
+    platform = prod.platform
+    try:
+        platform.deploy("1.0.0")
+        deployment = platform.status().deployment
+        assert deployment is not None
+        instances = [i.pid for i in platform.read_instances()]
+        os.kill(deployment.pid, signal.SIGKILL)
+        deadline = time.monotonic() + GONE_WITHIN_S
+        while any(Path(f"/proc/{pid}").exists() for pid in instances):
+            assert time.monotonic() < deadline, "instances outlived their supervisor"
+            time.sleep(0.1)
+        status = prod.cli("status")
+        assert status.returncode == 1
+        assert "NOT running: the supervisor" in status.stdout
+        assert platform.deploy("1.1.0").version == "1.1.0"  # the stale state is cleared
+        assert platform.current() is not None
+    finally:
+        platform.stop()
+
+
+def test_a_corrupt_database_is_a_clear_error_and_nothing_is_deleted(reachable: Path) -> None:
+    prod = ProdEnv(reachable, _env(reachable))
+    platform = prod.platform
+    platform.deploy("1.0.0")
+    platform.stop()
+    control = platform.cluster.data / "global" / "pg_control"
+    control.write_bytes(b"\0" * 64)
+    try:
+        with pytest.raises(LocalPlatformError, match="PostgreSQL exited while starting") as failure:
+            platform.deploy("1.1.0")
+        assert "Nothing was deleted" in str(failure.value)
+        assert (platform.cluster.data / "PG_VERSION").exists()
+        assert control.read_bytes() == b"\0" * 64
+        assert platform.current() is None
+        assert not _processes_of(reachable / "state")
     finally:
         platform.stop()
