@@ -170,6 +170,12 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "min_grade": Key(str, "B", help="lowest HTTP Observatory grade accepted (A+ ... F)"),
         "hsts_min_age_s": Key((int, float), 15552000, help="shortest HSTS max-age (6 months)"),
         "rate_limit_login": Key((int, float), 10, help="login attempts per email before a 429"),
+        "forwarded_clients": Key(
+            (list, str),
+            "",
+            help="two client addresses the harness may claim in X-Forwarded-For (the edge "
+            "trusts its address): checks that the rate limits are per client behind the edge",
+        ),
         "rate_limit_margin": Key(
             (int, float), 3, help="attempts sent past the limit before giving up (never more)"
         ),

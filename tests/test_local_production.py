@@ -166,7 +166,9 @@ def _failure(run: SuiteRun, test: str) -> str:
 
 def test_a_healthy_production_shape_passes_the_core_checks(prod: ProdEnv) -> None:
     prod.platform.deploy("1.0.0")
-    run = prod.run("--expect-version", "1.0.0")
+    run = prod.run(
+        "--expect-version", "1.0.0", suites=(*CORE, "suites/security/test_rate_limiting.py")
+    )
     assert isinstance(run, SuiteRun)
     assert run.returncode == 0, run.output[-3000:]
     assert run.target(TARGET)["gate"] == "passed"
@@ -203,6 +205,15 @@ def test_a_fault_on_one_instance_is_caught_and_the_instance_named(
     assert "instance 2:" not in message, message
     kinds = {f["kind"] for f in run.target(TARGET)["failures"] if PER_INSTANCE[fault] in f["test"]}
     assert kinds == {"failed"}
+
+
+def test_a_limiter_keyed_on_the_proxy_is_caught(prod: ProdEnv) -> None:
+    prod.platform.deploy("1.2.0", ["limiter_keys_on_proxy"])
+    run = prod.run(suites=("suites/security/test_rate_limiting.py",))
+    assert isinstance(run, SuiteRun)
+    message = _failure(run, "test_the_login_limit_is_per_client_behind_the_edge")
+    assert "keys on the proxy's address" in message, message
+    assert "test_login_is_rate_limited_with_retry_after" in run.passed()
 
 
 # -- rollouts -------------------------------------------------------------------------------
