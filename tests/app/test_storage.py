@@ -18,6 +18,8 @@ from learning_assistant.migrations import MIGRATIONS, Migration, applied_version
 
 ALL_VERSIONS = [migration.version for migration in MIGRATIONS]
 CONCURRENT_STARTS = 4
+#: pg_terminate_backend only signals; this long it waits for the backend to be gone.
+TERMINATE_WAIT_MS = 5000
 EXTRA = Migration(
     ALL_VERSIONS[-1] + 1,
     "a table a newer release adds",
@@ -234,8 +236,9 @@ def test_pooled_connections_recover_after_the_server_dropped_them(database, post
     database.ping()  # leaves a pooled connection
     with psycopg.connect(postgres_cluster.url(), autocommit=True) as admin:
         admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE application_name = 'learning_assistant'"
+            "SELECT pg_terminate_backend(pid, %s) FROM pg_stat_activity"
+            " WHERE application_name = 'learning_assistant'",
+            (TERMINATE_WAIT_MS,),
         )
 
     with pytest.raises(DatabaseError):
