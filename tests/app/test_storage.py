@@ -258,3 +258,27 @@ def test_a_process_opens_at_most_its_share_of_connections(database_location, mon
         assert database.ping() >= 0  # the first one is free again
     finally:
         database.close()
+
+
+def test_a_corrupt_sqlite_file_stops_the_start_clearly_and_is_left_alone(tmp_path):
+    path = tmp_path / "la.db"
+    path.write_bytes(b"this is not a database, but someone's data" * 100)
+    before = path.read_bytes()
+
+    with pytest.raises(DatabaseError, match=r"cannot prepare the database .*la\.db.*not a data"):
+        open_database(str(path)).initialize()
+
+    assert path.read_bytes() == before
+
+
+def test_a_postgresql_server_that_is_down_stops_the_start_naming_it(postgres_cluster):
+    from tests.app.postgres import port_in_use
+
+    closed_port = postgres_cluster.port + 1
+    assert not port_in_use(closed_port)
+    url = f"postgresql://la:s3cret@127.0.0.1:{closed_port}/la"
+
+    with pytest.raises(DatabaseError, match=rf"127\.0\.0\.1:{closed_port}") as refused:
+        open_database(url).initialize()
+
+    assert "s3cret" not in str(refused.value)
