@@ -283,3 +283,19 @@ def test_a_postgresql_server_that_is_down_stops_the_start_naming_it(postgres_clu
         open_database(url).initialize()
 
     assert "s3cret" not in str(refused.value)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_a_database_from_before_migrations_is_adopted_with_its_data(database):
+    # What a release without schema_migrations left behind: the tables, data, no record.
+    with database.migration_lock() as conn:
+        for statement in MIGRATIONS[0].statements(database.dialect):
+            conn.execute(statement)
+        conn.execute(
+            "INSERT INTO users (email, name, password_hash, created_at) VALUES (?, ?, ?, ?)",
+            ("old@example.com", "Old", "x", "2025-01-01T00:00:00Z"),
+        )
+
+    assert database.initialize() == ALL_VERSIONS
+    with database.connect() as conn:
+        assert conn.execute("SELECT COUNT(*) FROM users").fetchone()[0] == 1
