@@ -3,9 +3,10 @@
 ``initdb`` and the server refuse to run as root, so as root every PostgreSQL command runs as
 the ``postgres`` OS user (created by the Debian package) through ``runuser``, and the cluster
 lives in a fresh folder under /tmp owned by that user (pytest's tmp_path is root-only, 0700).
-As a normal user the commands run directly. The server listens on 127.0.0.1 only, on
-``TEST_POSTGRES_PORT`` (``LA_TEST_POSTGRES_PORT`` overrides it), with trust authentication
-and no fsync: it holds test data for a few seconds.
+As a normal user the commands run directly. The server listens on 127.0.0.1 only, with trust
+authentication and no fsync (it holds test data for a few seconds), on ``LA_TEST_POSTGRES_PORT``
+when set, else on ``TEST_POSTGRES_PORT`` - or, when another run on this shared machine holds
+that one, on a free port.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ SUPERUSER = "la_test"
 OS_USER_AS_ROOT = "postgres"
 BIN_GLOB = "/usr/lib/postgresql/*/bin"
 START_TIMEOUT_S = 30
+START_ATTEMPTS = 3
+ADDRESS_IN_USE = "Address already in use"
 COMMAND_TIMEOUT_S = 60
 INSTALL_HINT = "install the Debian package postgresql (apt-get install -y postgresql)"
 
@@ -41,6 +44,12 @@ def find_bin_dir() -> Path | None:
         if (Path(candidate) / "initdb").exists():
             return Path(candidate)
     return None
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return int(probe.getsockname()[1])
 
 
 def port_in_use(port: int) -> bool:
@@ -81,14 +90,25 @@ class Cluster:
             )
 
     def start(self) -> None:
-        if port_in_use(self.port):
-            raise RuntimeError(
-                f"port {self.port} on {HOST} is in use; set {PORT_ENV} to a free port"
-            )
         self.run(
             "initdb", "-D", str(self.data_dir), "-U", SUPERUSER, "--auth=trust",
             "--encoding=UTF8", "--no-sync", "--no-instructions",
         )  # fmt: skip
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                self._start_server()
+                return
+            except RuntimeError as exc:
+                # Another run took the port between the check and the bind: take a free one.
+                if ADDRESS_IN_USE not in str(exc) or attempt == START_ATTEMPTS:
+                    raise
+                self.port = free_port()
+
+    def _start_server(self) -> None:
+        if port_in_use(self.port):
+            if os.environ.get(PORT_ENV):
+                raise RuntimeError(f"port {self.port} on {HOST} ({PORT_ENV}) is in use")
+            self.port = free_port()
         options = (
             f"-p {self.port} -c listen_addresses={HOST} -k {self.root} "
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
