@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -165,6 +166,7 @@ def main() -> None:
         for process in processes:
             process.terminate()
             process.wait(timeout=10)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":
