@@ -244,3 +244,27 @@ def test_a_wrong_version_on_a_settled_platform_fails_at_once() -> None:
     assert not result.done
     assert result.waited_s < 10
     assert "instance 1 do(es) not report version '2.0'" in result.message
+
+
+def test_logs_merge_every_source_in_time_order_within_the_limit(
+    platform: ProductionPlatform,
+) -> None:
+    logs = platform.state_dir / "logs"
+    edge = platform.state_dir / "edge" / "logs"
+    logs.mkdir(parents=True)
+    edge.mkdir(parents=True)
+    (logs / "instance-1.log").write_text(
+        '{"ts": "2026-01-01T10:00:01.000+00:00", "request_id": "a"}\nTraceback (no time)\n'
+        '{"ts": "2026-01-01T10:00:05.000+00:00", "request_id": "c"}\n'
+    )
+    (logs / "instance-2.log").write_text(
+        '{"ts": "2026-01-01T10:00:03.000+00:00", "request_id": "b"}\n'
+    )
+    (edge / "access.log").write_text('2026-01-01T10:00:04+00:00 127.0.0.1 "GET / HTTP/1.1" 200\n')
+    lines = platform.logs(limit=4)
+    assert [line.split(" ", 2)[:2] for line in lines] == [
+        ["[instance", "1]"], ["[instance", "2]"], ["[edge]", "2026-01-01T10:00:04+00:00"],
+        ["[instance", "1]"],
+    ]  # fmt: skip
+    assert '"request_id": "c"' in lines[-1]
+    assert "Traceback" in platform.logs(limit=0)[1]

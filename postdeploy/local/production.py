@@ -32,9 +32,11 @@ State, below ``STATE_DIR/production/``::
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import errno
 import json
 import os
+import re
 import shutil
 import socket
 import ssl
@@ -274,16 +276,21 @@ class ProductionPlatform(LocalPlatform):
         return status.release if live else None
 
     def logs(self, limit: int = 200, release_id: int | None = None) -> list[str]:
-        """Every instance's log and the edge's access log, each line tagged with its source."""
+        """The newest ``limit`` lines of every instance's log and the edge's access log,
+        merged in time order, each line tagged with its source (``[instance 1] {...}``)."""
         sources = [(instance_tag(iid), self._service_log(f"instance-{iid}"))
                    for iid in self.instance_ids]  # fmt: skip
         sources.append((EDGE_TAG, self.state_dir / "edge" / "logs" / nginx.ACCESS_LOG))
-        lines: list[str] = []
+        merged: list[tuple[dt.datetime, int, str]] = []
         for tag, path in sources:
             if not path.exists():
                 continue
             text = path.read_text(encoding="utf-8", errors="replace").splitlines()
-            lines += [f"{tag} {line}" for line in (text[-limit:] if limit else text)]
+            moment = dt.datetime.min.replace(tzinfo=dt.UTC)
+            for line in text[-limit:] if limit else text:
+                moment = _line_time(line) or moment  # a line without a time follows its own
+                merged.append((moment, len(merged), f"{tag} {line}"))
+        lines = [line for _, _, line in sorted(merged)]
         return lines[-limit:] if limit else lines
 
     # -- faults --------------------------------------------------------------------------
@@ -679,9 +686,22 @@ def _order(name: str) -> tuple[int, str]:
 
 
 def _now() -> str:
-    import datetime as dt
-
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+#: The first ISO 8601 time on a log line: the app's "ts" field, the edge's $time_iso8601.
+_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)")
+
+
+def _line_time(line: str) -> dt.datetime | None:
+    found = _TIME.search(line)
+    if found is None:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(found.group().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 def _base_env() -> dict[str, str]:
