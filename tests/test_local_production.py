@@ -343,3 +343,44 @@ def test_a_corrupt_database_is_a_clear_error_and_nothing_is_deleted(reachable: P
         assert not _processes_of(reachable / "state")
     finally:
         platform.stop()
+
+
+# -- the catalogue, whole, in this shape ----------------------------------------------------
+
+
+def _catalogue() -> list[tuple[str, tuple[str, ...], set[str], set[str]]]:
+    """(fault, suites, must fail, must pass) from the single-process shape's self-tests."""
+    from tests.monitoring.test_suite_local import FAULTS as MONITORING_FAULTS
+    from tests.test_validation_local import CORE as FUNCTIONAL
+    from tests.test_validation_local import FAULTS as FUNCTIONAL_FAULTS
+
+    cases = [(f, FUNCTIONAL, fail, ok) for f, (fail, ok) in FUNCTIONAL_FAULTS.items()]
+    cases += [(f"{f}", suites, fail, ok) for f, (suites, fail, ok) in MONITORING_FAULTS.items()]
+    return cases
+
+
+#: The monitoring self-tests' short waits, for this target.
+SHORT_WAITS = {
+    "POSTDEPLOY_LOCAL_PROD_MONITORING_SENTRY_WAIT_S": "3",
+    "POSTDEPLOY_LOCAL_PROD_MONITORING_LOG_WAIT_S": "2",
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("fault", "suites", "must_fail", "must_pass"),
+    _catalogue(),
+    ids=[f"{case[0]}-{case[1][0].split('/')[-1]}" for case in _catalogue()],
+)
+def test_each_fault_is_caught_in_the_production_shape(
+    prod: ProdEnv, fault: str, suites: tuple[str, ...], must_fail: set[str], must_pass: set[str]
+) -> None:
+    prod.platform.deploy("5.1.0", [fault])
+    selected = " or ".join(sorted(must_fail | must_pass))
+    # -k=EXPR, not -k EXPR: pytest's rootdir check reads a spaced option value as a path, and
+    # a long expression is a file name too long for the system (OSError).
+    run = prod.run("--expect-version", "5.1.0", f"-k={selected}", suites=suites, env=SHORT_WAITS)
+    assert isinstance(run, SuiteRun)
+    missed = must_fail - run.failed()
+    assert not missed, f"not caught: {missed}\n{run.output[-3000:]}"
+    assert must_pass <= run.passed(), f"collateral: {must_pass - run.passed()}"
