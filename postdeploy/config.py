@@ -106,6 +106,7 @@ PLATFORM_KEYS: dict[str, dict[str, Key]] = {
     },
     "render": {
         "service_id": Key(str, help="Render service id (srv-...)"),
+        "owner_id": Key(str, "", help="workspace id (tea-...) for the logs; default: asked"),
         "token_env": Key(str, "RENDER_API_KEY", help="env var holding the API key"),
         "api_url": Key(str, "https://api.render.com/v1", help="REST API base"),
     },
@@ -114,6 +115,7 @@ PLATFORM_KEYS: dict[str, dict[str, Key]] = {
         "service": Key(str, help="ECS service name"),
         "region": Key(str, help="AWS region"),
         "profile_env": Key(str, "AWS_PROFILE", help="env var naming the AWS profile"),
+        "log_group": Key(str, "", help="CloudWatch log group; default: the awslogs group"),
     },
     "gcp": {
         "project": Key(str, help="GCP project id"),
@@ -121,6 +123,7 @@ PLATFORM_KEYS: dict[str, dict[str, Key]] = {
         "service": Key(str, help="Cloud Run service name"),
         "token_env": Key(str, "GCP_ACCESS_TOKEN", help="env var holding an OAuth access token"),
         "api_url": Key(str, "https://run.googleapis.com", help="Cloud Run Admin API base"),
+        "logging_url": Key(str, "https://logging.googleapis.com", help="Cloud Logging API base"),
     },
     "azure": {
         "subscription_id": Key(str, help="Azure subscription id"),
@@ -129,10 +132,16 @@ PLATFORM_KEYS: dict[str, dict[str, Key]] = {
         "slot": Key(str, "staging", help="deployment slot swapped with production"),
         "token_env": Key(str, "AZURE_ACCESS_TOKEN", help="env var holding an ARM access token"),
         "api_url": Key(str, "https://management.azure.com", help="ARM endpoint"),
+        "log_analytics_workspace_id": Key(str, "", help="workspace of the app's console logs"),
+        "log_analytics_url": Key(str, "https://api.loganalytics.io", help="Log Analytics API"),
+        "log_token_env": Key(
+            str, "AZURE_LOG_ANALYTICS_TOKEN", help="env var holding a Log Analytics token"
+        ),
     },
     "command": {
         "rollback_command": Key(str, help="command run to roll back; release ids in its env"),
         "releases_command": Key(str, "", help="command printing releases as JSON"),
+        "logs_command": Key(str, "", help="command printing the app's recent log lines"),
     },
 }
 
@@ -181,6 +190,20 @@ SECTIONS: dict[str, dict[str, Key]] = {
         ),
         "fuzz_examples": Key(
             (int, float), 10, help="schemathesis examples per API operation and mode (max 20)"
+        ),
+        # what a deploy gets wrong (suites/security/test_{redirects,exposure,debug,...}.py)
+        "api_console": Key(bool, False, help="true: an interactive API console may be served"),
+        "openapi_public": Key(bool, True, help="false: the OpenAPI document must not be served"),
+        "private_source_maps": Key(
+            bool, False, help="true: the scripts' source maps must not be served"
+        ),
+        "edge": Key(
+            bool, False, help="the target is behind a caching edge: check two users' answers"
+        ),
+        "gating_checks": Key(
+            (list, str),
+            "open_redirect,exposed_files,debug_pages,private_caching",
+            help="deploy-misconfiguration checks whose failure gates (postdeploy.security.gating)",
         ),
     },
     # Monitoring suite; a list may also be written as one comma-separated string.

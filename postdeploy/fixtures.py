@@ -7,8 +7,6 @@ once with the same message instead of waiting out a timeout each.
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 from typing import TYPE_CHECKING
 
 import httpx
@@ -31,37 +29,10 @@ if TYPE_CHECKING:
 
 #: Connect timeout of the one reachability probe per target and run.
 PROBE_CONNECT_TIMEOUT_S = 5.0
-#: Platforms whose driver's current release carries the app's version (the command driver's
-#: releases_command says it); the others know platform release ids (v12, a task definition).
-APP_VERSION_PLATFORMS = frozenset({"command"})
 
 
 def _settings(config: pytest.Config) -> RunSettings:
     return settings_of(config)
-
-
-# -- the local platform --------------------------------------------------------------------
-
-
-def prepare_local(target: Target, settings: RunSettings) -> Target:
-    """Deploy the reference app if nothing serves locally; trust the local CA for it."""
-    from postdeploy.local.platform import DEFAULT_VERSION
-    from postdeploy.local.shapes import platform_for
-
-    platform = platform_for(target)
-    platform.ensure_deployed(settings.expect_version or DEFAULT_VERSION, settings.run_id)
-    if target.ca_file:
-        return target
-    return dataclasses.replace(target, ca_file=str(platform.ca_file))
-
-
-def finish_local(target: Target, settings: RunSettings) -> None:
-    """Stop the local deployment if this run started it."""
-    from postdeploy.local.platform import LocalPlatformError
-    from postdeploy.local.shapes import platform_for
-
-    with contextlib.suppress(LocalPlatformError):
-        platform_for(target).stop_if_started_by(settings.run_id)
 
 
 # -- fixtures ------------------------------------------------------------------------------
@@ -97,11 +68,12 @@ def target(request: pytest.FixtureRequest) -> Target:
     """The deployment under validation (parametrized: one per selected target)."""
     settings = _settings(request.config)
     selected: Target = settings.targets[request.param]
-    if selected.platform == "local":
-        try:
-            selected = prepare_local(selected, settings)
-        except Exception as exc:
-            raise TargetUnreachable(f"target {selected.name!r}: {exc}") from None
+    from postdeploy.rollback import lifecycle_of
+
+    try:  # a platform postdeploy runs itself (local) deploys here if nothing serves
+        selected = lifecycle_of(selected).prepare(settings.run_id, settings.expect_version)
+    except Exception as exc:
+        raise TargetUnreachable(f"target {selected.name!r}: {exc}") from None
     settings.serving_versions[selected.name] = _serving_version(selected)
     return selected
 
@@ -112,19 +84,9 @@ def expected_version(request: pytest.FixtureRequest, target: Target) -> str | No
     settings = _settings(request.config)
     if settings.expect_version:
         return settings.expect_version
-    if target.platform == "local":
-        from postdeploy.local.shapes import platform_for
+    from postdeploy.rollback import lifecycle_of
 
-        current = platform_for(target).current()
-        return current.version if current else None
-    if target.platform in APP_VERSION_PLATFORMS:
-        from postdeploy.rollback import DriverError, driver_for
-
-        try:
-            return driver_for(target).current().version or None
-        except DriverError:
-            return None  # the driver cannot tell; only --expect-version can
-    return None
+    return lifecycle_of(target).current_app_version()
 
 
 @pytest.fixture(scope="session")

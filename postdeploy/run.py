@@ -36,6 +36,7 @@ from postdeploy.reporting.verdict import (
     write_verdict,
 )
 from postdeploy.reporting.verdict import target_verdict as build_target_verdict
+from postdeploy.rollback.consistency import DataMarkers
 from postdeploy.rollback.controller import (
     AUDIT_FILE,
     AuditLog,
@@ -49,7 +50,18 @@ if TYPE_CHECKING:
     from _pytest.reports import TestReport
     from _pytest.terminal import TerminalReporter
 
+    from postdeploy.config import Target
     from postdeploy.settings import RunSettings
+
+
+def target_of_nodeid(nodeid: str, names: list[str]) -> str | None:
+    """The target a parametrized node id runs against: ``test_x[local-prod]`` -> local-prod
+    (the longest target name that is a whole ``-``-separated part of its parameter ids)."""
+    if not nodeid.endswith("]") or "[" not in nodeid:
+        return None
+    params = "-" + nodeid[nodeid.index("[") + 1 : -1] + "-"
+    found = [name for name in names if f"-{name}-" in params]
+    return max(found, key=len) if found else None
 
 
 class ValidationRun:
@@ -61,26 +73,59 @@ class ValidationRun:
         self.started_at = now()
         self.results = {name: TargetResults(name) for name in settings.targets}
         self.serving_versions: dict[str, str] = {}
+        #: the data markers written at the start of a run that may roll back (consistency.py)
+        self.markers = DataMarkers(settings.run_id) if settings.rollback == Mode.AUTO else None
         self.controller = RollbackController(
             Mode(settings.rollback),
             AuditLog(settings.reports_dir / AUDIT_FILE, settings.run_id),
-            Verifier(settings.rootdir, settings.targets_file, settings.reports_dir),
-        )
+            Verifier(
+                settings.rootdir, settings.targets_file, settings.reports_dir,
+                markers=self.markers,
+            ),
+        )  # fmt: skip
         self.verdict: dict[str, Any] | None = None
-        self.started_local: list[str] = []
 
-    # -- the local platform: deploy before the run when nothing serves ---------------------
+    # -- the platforms' part: deploy before the run where the platform does (local) --------
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
-        from postdeploy.fixtures import prepare_local
+        from postdeploy.rollback import lifecycle_of
 
         for target in self.settings.targets.values():
-            if target.platform != "local":
-                continue
             try:
-                prepare_local(target, self.settings)
+                lifecycle_of(target).prepare(self.settings.run_id, self.settings.expect_version)
             except Exception as exc:
                 raise pytest.UsageError(f"target {target.name!r}: {exc}") from None
+            if self.markers is not None:
+                self._write_marker(target)
+
+    def _write_marker(self, target: Target) -> None:
+        """The data marker a rollback's verification reads back; never fails the run."""
+        assert self.markers is not None
+        try:
+            result = self.markers.write(target)
+        except Exception as exc:  # the harness's trouble: the verification will say so
+            result = {"status": "not-written", "reason": f"{type(exc).__name__}: {exc}"}
+        self.controller.audit.write(target, "data_marker", **result)
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        """The gating checks of each target, re-run by a rollback's verification."""
+        for item in session.items:
+            callspec = getattr(item, "callspec", None)
+            name = callspec.params.get("target") if callspec else None
+            if name in self.results and item.get_closest_marker("gating") is not None:
+                self.controller.gating_checks.setdefault(name, []).append(item.nodeid)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        """Under xdist the controller collects nothing itself: the workers' node ids stand in,
+        and the verification keeps the gating ones with ``-m gating``."""
+        if self.controller.checks_are_gating is False:
+            return  # the first worker's ids are every worker's
+        self.controller.checks_are_gating = False
+        for nodeid in ids:
+            name = target_of_nodeid(nodeid, list(self.results))
+            if name is not None:
+                self.controller.gating_checks.setdefault(name, []).append(nodeid)
 
     # -- results ---------------------------------------------------------------------------
 
@@ -110,6 +155,9 @@ class ValidationRun:
             phase=report.when,
             message=failure_message(report) if kind in (Outcome.FAILED, Outcome.BROKEN) else "",
         )
+        checks = self.controller.gating_checks.setdefault(name, [])
+        if props.get(PROP_GATING) and report.nodeid not in checks:
+            checks.append(report.nodeid)  # under xdist the controller collects nothing itself
         if results.gate_failed and not failed_before:
             self._gate_failed(name, time.monotonic())
 
@@ -126,11 +174,10 @@ class ValidationRun:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        from postdeploy.fixtures import finish_local
+        from postdeploy.rollback import lifecycle_of
 
         for target in self.settings.targets.values():
-            if target.platform == "local":
-                finish_local(target, self.settings)
+            lifecycle_of(target).finish(self.settings.run_id)
         targets = {}
         for name, target in self.settings.targets.items():
             record = self.controller.records.get(name)

@@ -51,6 +51,9 @@ POLL_INTERVAL_S = 0.05
 #: Registration limit for local deployments: the self-tests register many users a minute.
 LOCAL_REGISTER_LIMIT = 1000
 DATABASE_FILE = "learning_assistant.db"
+#: The platform-side fault of a release whose rollback loses the data written so far (a
+#: destructive migration that a rollback cannot undo): the database is wiped on the way back.
+FAULT_DATA_LOSS_ON_ROLLBACK = "data_loss_on_rollback"
 
 
 def load_faults(app_dir: Path | None = None) -> dict[str, str]:
@@ -208,7 +211,14 @@ class LocalPlatform:
                     f"release {status.release.id} ({status.release.ref}) has no earlier, "
                     "different release to roll back to"
                 )
+        if FAULT_DATA_LOSS_ON_ROLLBACK in status.release.faults:
+            self._wipe_database()
         return self.redeploy(to, rolled_back_from=status.release.id)
+
+    def _wipe_database(self) -> None:
+        """The data_loss_on_rollback fault: the database file (and its journals) is deleted."""
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            (self.state_dir / (DATABASE_FILE + suffix)).unlink(missing_ok=True)
 
     def stop(self) -> Deployment | None:
         """Stop the running deployment, if any; history is kept."""

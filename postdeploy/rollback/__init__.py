@@ -8,7 +8,14 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from postdeploy.rollback.base import DriverError, DriverUnavailable, Release, RollbackDriver
+from postdeploy.rollback.base import (
+    DriverError,
+    DriverUnavailable,
+    LifecycleDefaults,
+    PlatformLifecycle,
+    Release,
+    RollbackDriver,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -22,6 +29,7 @@ __all__ = [
     "Release",
     "RollbackDriver",
     "driver_for",
+    "lifecycle_of",
     "preflight",
 ]
 
@@ -56,6 +64,16 @@ def driver_for(target: Target) -> RollbackDriver:
         ) from None
     driver: RollbackDriver = getattr(module, class_name)(target)
     return driver
+
+
+def lifecycle_of(target: Target) -> PlatformLifecycle:
+    """The lifecycle hooks of ``target``'s platform (deploy before a run, stop after, its CA,
+    its app version, its monitoring services): its driver's, or the defaults - nothing to do -
+    when the driver cannot be built here (its optional package is not installed)."""
+    try:
+        return driver_for(target)
+    except DriverUnavailable:
+        return LifecycleDefaults(target)
 
 
 def preflight(targets: Iterable[Target], mode: str, command: str = "") -> None:
