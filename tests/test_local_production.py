@@ -216,6 +216,24 @@ def test_a_limiter_keyed_on_the_proxy_is_caught(prod: ProdEnv) -> None:
     assert "test_login_is_rate_limited_with_retry_after" in run.passed()
 
 
+def test_a_bad_instance_fails_the_gate_and_is_rolled_back_instance_by_instance(
+    prod: ProdEnv,
+) -> None:
+    platform = prod.platform
+    good = platform.deploy("6.0.0")
+    bad = platform.deploy("6.1.0", ["login_broken@1"])
+    run = prod.run("-m", "gating", "--rollback", "auto")
+    assert isinstance(run, SuiteRun)
+    verdict = run.target(TARGET)
+    assert verdict["gate"] == "failed", run.output[-3000:]
+    rollback = verdict["rollback"]
+    assert rollback["status"] == "succeeded", rollback
+    assert rollback["from_release"]["id"] == str(bad.id)
+    assert rollback["to_release"]["id"] == str(good.id)
+    assert rollback["verification"]["status"] == "passed", rollback["verification"]
+    assert {(i.version, tuple(i.faults)) for i in platform.read_instances()} == {("6.0.0", ())}
+
+
 # -- rollouts -------------------------------------------------------------------------------
 
 

@@ -161,10 +161,15 @@ class LocalDriver(LifecycleDefaults):
         return _release(status.release)
 
     def plan(self, to: Release) -> Sequence[Call]:
+        how = (
+            "instance by instance, replacing"
+            if getattr(self.local, "shape", "") == "production"
+            else "stopping"
+        )
         return [
             Call(
                 f"postdeploy local: redeploy release {to.id} ({to.ref}) on {self.local.url}, "
-                f"stopping release {self.current().id}"
+                f"{how} release {self.current().id}"
             )
         ]
 
