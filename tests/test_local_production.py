@@ -14,6 +14,7 @@ import random
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -23,6 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from postdeploy.config import load_targets
@@ -255,8 +257,30 @@ def test_a_version_check_in_the_middle_of_a_rollout_waits_for_it(prod: ProdEnv) 
     assert "test_health_reports_the_expected_version" in run.passed()
 
 
+def test_no_request_fails_while_a_release_rolls_out(prod: ProdEnv) -> None:
+    platform = prod.platform
+    platform.deploy("2.2.0")
+    deploying = threading.Thread(target=platform.deploy, args=("2.3.0",), kwargs={"pause_s": 1})
+    answers: list[str] = []
+    trust = ssl.create_default_context(cafile=platform.ca_file)
+    with httpx.Client(base_url=platform.url, verify=trust, timeout=5.0) as client:
+        deploying.start()
+        while deploying.is_alive():
+            try:
+                answers.append(str(client.get("/api/health").status_code))
+            except httpx.TransportError as exc:
+                answers.append(type(exc).__name__)
+            time.sleep(0.02)
+    deploying.join()
+    assert answers, "no request was sent during the rollout"
+    failed = [a for a in answers if a != "200"]
+    assert not failed, f"{len(failed)} of {len(answers)} requests failed during the rollout"
+    assert {i.version for i in platform.read_instances()} == {"2.3.0"}
+
+
 def test_a_stalled_rollout_fails_with_what_was_seen(prod: ProdEnv) -> None:
     platform = prod.platform
+    platform.deploy("2.9.0")
     platform.deploy("3.0.0", canary=1)  # instance 1 only: the rollout stops there
     run = prod.run(
         "--expect-version", "3.0.0", "-k", "expected_version",
@@ -265,7 +289,7 @@ def test_a_stalled_rollout_fails_with_what_was_seen(prod: ProdEnv) -> None:
     assert isinstance(run, SuiteRun)
     message = _failure(run, "test_health_reports_the_expected_version")
     assert "did not finish within 3 s" in message, message
-    assert "instance 2 reports '2.1.0'" in message, message
+    assert "instance 2 reports '2.9.0'" in message, message
     assert "instance 1 reports '3.0.0'" in message, message
 
 
