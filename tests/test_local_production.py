@@ -260,7 +260,7 @@ def test_a_version_check_in_the_middle_of_a_rollout_waits_for_it(prod: ProdEnv) 
 def test_no_request_fails_while_a_release_rolls_out(prod: ProdEnv) -> None:
     platform = prod.platform
     platform.deploy("2.2.0")
-    deploying = threading.Thread(target=platform.deploy, args=("2.3.0",), kwargs={"pause_s": 1})
+    deploying = threading.Thread(target=platform.deploy, args=("2.3.0",))
     answers: list[str] = []
     trust = ssl.create_default_context(cafile=platform.ca_file)
     with httpx.Client(base_url=platform.url, verify=trust, timeout=5.0) as client:

@@ -28,8 +28,11 @@ INTERMEDIATE_CURVES = "X25519:prime256v1:secp384r1"
 #: The ``weak_tls`` fault: a terminator still configured for legacy clients.
 LEGACY_PROTOCOLS = "TLSv1 TLSv1.1 TLSv1.2 TLSv1.3"
 LEGACY_CIPHERS = "DEFAULT:@SECLEVEL=0"
-#: An instance that refused a connection is skipped this long (it is being replaced).
-FAIL_TIMEOUT_S = 1
+#: Failures before the edge stops sending to an instance for a while: never. A rolling release
+#: stops each instance in turn; an instance marked down after its restart would leave no live
+#: upstream while the next one restarts (502s). A refused connection is retried on the next
+#: instance at once instead (proxy_next_upstream), which costs nothing.
+MAX_FAILS = 0
 #: The app judges request sizes itself (its 413 is part of the contract), not the edge.
 CLIENT_MAX_BODY = "16m"
 HEADER_BUFFERS = "4 64k"
@@ -71,7 +74,7 @@ class Edge:
 
 def _upstream(name: str, ports: Sequence[int]) -> str:
     servers = "\n".join(
-        f"        server 127.0.0.1:{port} max_fails=1 fail_timeout={FAIL_TIMEOUT_S}s;"
+        f"        server 127.0.0.1:{port} max_fails={MAX_FAILS};"
         for port in ports
     )
     return f"    upstream {name} {{\n{servers}\n        keepalive {UPSTREAM_KEEPALIVE};\n    }}\n"
