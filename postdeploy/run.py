@@ -46,6 +46,9 @@ from postdeploy.rollback.controller import (
     Verifier,
 )
 
+#: Where the failing releases' logs are kept (under the reports dir).
+EVIDENCE_DIR = "evidence"
+
 if TYPE_CHECKING:
     from _pytest.reports import TestReport
     from _pytest.terminal import TerminalReporter
@@ -73,6 +76,9 @@ class ValidationRun:
         self.started_at = now()
         self.results = {name: TargetResults(name) for name in settings.targets}
         self.serving_versions: dict[str, str] = {}
+        from postdeploy.reporting.notifications import Notifier
+
+        self.notifier = Notifier(settings.run_id, enabled=settings.notify, context=self._incident)
         #: the data markers written at the start of a run that may roll back (consistency.py)
         self.markers = DataMarkers(settings.run_id) if settings.rollback == Mode.AUTO else None
         self.controller = RollbackController(
@@ -82,7 +88,11 @@ class ValidationRun:
                 settings.rootdir, settings.targets_file, settings.reports_dir,
                 markers=self.markers,
             ),
+            listener=self.notifier.rollback_event,
+            evidence_dir=settings.reports_dir / EVIDENCE_DIR,
         )  # fmt: skip
+        #: the targets as the controller probes them (a local target trusts its CA)
+        self.probe_targets = dict(settings.targets)
         self.verdict: dict[str, Any] | None = None
 
     # -- the platforms' part: deploy before the run where the platform does (local) --------
@@ -92,7 +102,9 @@ class ValidationRun:
 
         for target in self.settings.targets.values():
             try:
-                lifecycle_of(target).prepare(self.settings.run_id, self.settings.expect_version)
+                self.probe_targets[target.name] = lifecycle_of(target).prepare(
+                    self.settings.run_id, self.settings.expect_version
+                )
             except Exception as exc:
                 raise pytest.UsageError(f"target {target.name!r}: {exc}") from None
             if self.markers is not None:
@@ -161,10 +173,21 @@ class ValidationRun:
         if results.gate_failed and not failed_before:
             self._gate_failed(name, time.monotonic())
 
+    def _incident(self, name: str, rollback: Any) -> tuple[Any, list[str]]:
+        """The severity and failing checks of ``name`` now (for the notifier's events)."""
+        from postdeploy.reporting.severity import assess_results
+
+        results = self.results[name]
+        failing = sorted({f.test for f in results.failures if f.gating})
+        return assess_results(self.settings.targets[name], results, rollback), failing
+
     def _gate_failed(self, name: str, detected: float) -> None:
-        target = self.settings.targets[name]
+        target = self.probe_targets[name]
         _, reason = self.results[name].verdict()
         record = self.controller.on_gate_failed(target, reason, detected)
+        from postdeploy.reporting.attachments import attach_incident
+
+        attach_incident(record.to_dict())
         if record.status in (Status.SUCCEEDED, Status.FAILED) and record.new_release:
             marker = self.settings.marker_file(name)
             marker.parent.mkdir(parents=True, exist_ok=True)
@@ -201,14 +224,8 @@ class ValidationRun:
             quarantine=self._quarantine(),
             targets=targets,
         )
-        from postdeploy.reporting.notifications import announce
-
         for name, entry in targets.items():
-            entry["notifications"] = (
-                announce(self.settings.targets[name], entry, self.settings.run_id)
-                if self.settings.notify
-                else []
-            )
+            entry["notifications"] = self.notifier.summary(self.settings.targets[name], entry)
         write_verdict(
             self.settings.reports_dir / VERDICT_FILE,
             self.verdict,

@@ -19,6 +19,8 @@ from postdeploy.rollback.ledger import Ledger
 from tests.test_controller import MemoryDriver, make_target
 
 PASSWORD_FIELD = "password"
+#: The reference app's limit on a learning session's duration (its models.MAX_DURATION_S).
+MAX_DURATION_S = 86_400
 
 
 @dataclass
@@ -52,6 +54,8 @@ class AppStandIn:
         if path == "/api/learning/session":
             if self.session_broken:
                 return httpx.Response(500, json={"error": {"code": "internal"}})
+            if not 0 <= body["duration_s"] <= MAX_DURATION_S:  # the app's own limit
+                return httpx.Response(422, json={"error": {"code": "validation_error"}})
             mine.append(body)
             return httpx.Response(201, json={"id": len(mine), **body, "completed_at": "now"})
         if path == "/api/learning/progress":
@@ -273,3 +277,24 @@ def test_the_target_of_a_node_id_is_its_longest_matching_parameter(nodeid, expec
     from postdeploy.run import target_of_nodeid
 
     assert target_of_nodeid(nodeid, ["local", "local-prod"]) == expected
+
+
+def test_every_marker_session_is_one_the_app_accepts():
+    from postdeploy.rollback.consistency import DURATION_RANGE_S
+
+    low, high = DURATION_RANGE_S
+    assert 0 < low < high <= MAX_DURATION_S
+
+
+def test_a_target_that_opts_out_keeps_no_marker_and_says_so(app, tmp_path):
+    from postdeploy.config import Section
+
+    target = make_target()
+    sections = {**target.sections}
+    sections["rollback"] = Section("rollback", {**sections["rollback"], "verify_data": False})
+    target = Target(name=target.name, platform=target.platform, url=target.url, sections=sections)
+    assert markers(app, tmp_path, "run-1").write(target)["status"] == "not-written"
+    assert app.users == {}, "nothing is written"
+    result = markers(app, tmp_path, "run-1").read_back(target)
+    assert result["status"] == "not-run"
+    assert "verify_data is false" in result["reason"]

@@ -10,6 +10,7 @@ import jsonschema
 import pytest
 
 from postdeploy.rollback.consistency import MarkerStore
+from tests.standins.receiver import Receiver
 
 SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "verdict.schema.json"
 
@@ -48,7 +49,17 @@ def test_a_rollback_to_a_broken_release_fails_verification_naming_the_checks(fre
     v1 = platform.deploy("1.0.0", ["login_broken"])
     v2 = platform.deploy("2.0.0", ["health_down"])
     before = len(platform.releases())
-    run = fresh.run("-m", "gating", "--rollback", "auto", suites=CORE)
+    with Receiver() as receiver:
+        env = {
+            "POSTDEPLOY_LOCAL_NOTIFY_PAGERDUTY_ROUTING_KEY_ENV": "SELFTEST_PD_KEY",
+            "SELFTEST_PD_KEY": "R0UT1NGKEYVERIFY0123456789",
+            "POSTDEPLOY_LOCAL_NOTIFY_PAGERDUTY_URL": f"{receiver.url}/v2/enqueue",
+        }
+        run = fresh.run("-m", "gating", "--rollback", "auto", suites=CORE, env=env)
+    # escalated: the page is critical, and says the verification failed
+    pages = [r.body for r in receiver.received if r.path.startswith("/v2/enqueue")]
+    assert pages, "no escalation was sent"
+    assert {page["payload"]["severity"] for page in pages} == {"critical"}
 
     rollback = run.target()["rollback"]
     assert rollback["to_release"]["id"] == str(v1.id), rollback
