@@ -79,6 +79,8 @@ LABEL = "learning_assistant-production"
 INSTANCE_START_TIMEOUT_S = 20.0
 EDGE_START_TIMEOUT_S = 10.0
 MONITORING_START_TIMEOUT_S = 20.0
+#: How long a rolling release waits for Prometheus to scrape the new instances (1 s apart).
+MONITORING_CATCH_UP_S = 3.0
 POLL_S = 0.05
 PROBE_TIMEOUT_S = 2.0
 PROBE_CONNECT_S = 0.5
@@ -611,14 +613,45 @@ class ProductionPlatform(LocalPlatform):
             if rules_now == self._monitoring_spec(release).without_rules:
                 self._restart_monitoring(client, release)
             targets = self.instance_ids[: self._canary] if self._canary else self.instance_ids
+            answered: dict[str, float] = {}
             for n, iid in enumerate(targets):
                 if n and self._pause_s:
                     time.sleep(self._pause_s)
                 client.stop(f"instance-{iid}")
                 instances[iid] = self._start_instance(client, iid, release)
+                answered[iid] = time.time()
                 self._write_instances([instances[i] for i in sorted(instances)], edge)
         except sup.SupervisorError as exc:
             raise LocalPlatformError(f"rolling out release {release.id}: {exc}") from None
+        self._wait_monitoring_caught_up(answered)
+
+    def _wait_monitoring_caught_up(self, answered: dict[str, float]) -> None:
+        """Until the platform's Prometheus has scraped each replaced instance (instance id ->
+        when it answered) since it answered.
+
+        A platform's deploy ends when its monitoring sees the new instances: without this, a
+        check right after a release that healed an outage could read the old release's last
+        scrape (down) and cry wolf. Bounded; monitoring that lags longer is not a failed
+        deploy, and the checks judge it.
+        """
+        url = f"http://127.0.0.1:{self.prometheus_port}/api/v1/targets"
+        deadline = time.monotonic() + MONITORING_CATCH_UP_S
+        with httpx.Client(timeout=PROBE_TIMEOUT_S) as http:
+            while time.monotonic() < deadline:
+                try:
+                    targets = http.get(url, params={"state": "active"}).json()["data"]
+                except (httpx.HTTPError, ValueError, KeyError, TypeError):
+                    return  # no Prometheus to wait for (stopped, or not ours)
+                scraped = {
+                    str(t.get("labels", {}).get(platform_monitoring.INSTANCE_LABEL)): t
+                    for t in targets.get("activeTargets", [])
+                }
+                if all(
+                    iid in scraped and _scraped_since(scraped[iid], since)
+                    for iid, since in answered.items()
+                ):
+                    return
+                time.sleep(POLL_S)
 
     # -- waiting and stopping ------------------------------------------------------------
 
@@ -691,6 +724,13 @@ def _now() -> str:
 
 #: The first ISO 8601 time on a log line: the app's "ts" field, the edge's $time_iso8601.
 _TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)")
+
+
+def _scraped_since(target: dict[str, Any], since: float) -> bool:
+    """A Prometheus target scraped up at or after ``since`` (a time.time())."""
+    last = str(target.get("lastScrape") or "")
+    moment = _line_time(last.replace("Z", "+00:00")) if last else None
+    return target.get("health") == "up" and moment is not None and moment.timestamp() >= since
 
 
 def _line_time(line: str) -> dt.datetime | None:
