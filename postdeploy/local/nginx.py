@@ -73,10 +73,7 @@ class Edge:
 
 
 def _upstream(name: str, ports: Sequence[int]) -> str:
-    servers = "\n".join(
-        f"        server 127.0.0.1:{port} max_fails={MAX_FAILS};"
-        for port in ports
-    )
+    servers = "\n".join(f"        server 127.0.0.1:{port} max_fails={MAX_FAILS};" for port in ports)
     return f"    upstream {name} {{\n{servers}\n        keepalive {UPSTREAM_KEEPALIVE};\n    }}\n"
 
 
