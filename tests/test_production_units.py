@@ -268,3 +268,16 @@ def test_logs_merge_every_source_in_time_order_within_the_limit(
     ]  # fmt: skip
     assert '"request_id": "c"' in lines[-1]
     assert "Traceback" in platform.logs(limit=0)[1]
+
+
+def test_an_alertmanager_that_cannot_be_asked_breaks_the_check() -> None:
+    from postdeploy.gate import BackendError
+    from postdeploy.monitoring.alertmanager import AlertmanagerAPI, AlertmanagerUnavailable
+
+    api = AlertmanagerAPI(f"http://127.0.0.1:{_free_port()}", timeout_s=1.0)
+    with pytest.raises(AlertmanagerUnavailable, match="unreachable") as failure:
+        api.active_alerts()
+    api.close()
+    assert isinstance(failure.value, BackendError)
+    assert not isinstance(failure.value, AssertionError)
+    assert failure.value.label() == "Alertmanager: unreachable"

@@ -3,7 +3,8 @@
 Only what the "no critical alert is firing" check needs: ``GET /api/v2/status`` (is this an
 Alertmanager?) and ``GET /api/v2/alerts`` (active, not silenced, not inhibited). Every call has
 a bounded timeout. An Alertmanager that cannot be asked is trouble of a system the harness
-asks, not of the target: :class:`AlertmanagerUnavailable` breaks the check, it never fails it.
+asks, not of the target: :class:`AlertmanagerUnavailable` is a
+:class:`~postdeploy.gate.BackendError`, so the check is broken, never failed.
 """
 
 from __future__ import annotations
@@ -12,13 +13,19 @@ from typing import Any
 
 import httpx
 
+from postdeploy.gate import UNPARSEABLE, BackendError, http_failure, transport_failure
+
+SYSTEM = "Alertmanager"
 #: Characters of an error body quoted in a message.
 QUOTE_CHARS = 300
 ACTIVE_ALERTS = {"active": "true", "silenced": "false", "inhibited": "false"}
 
 
-class AlertmanagerUnavailable(Exception):
+class AlertmanagerUnavailable(BackendError):
     """The Alertmanager did not answer, or not as Alertmanager's API v2 does."""
+
+    def __init__(self, message: str, how: str) -> None:
+        super().__init__(message, system=SYSTEM, how=how)
 
 
 class AlertmanagerAPI:
@@ -39,25 +46,29 @@ class AlertmanagerAPI:
         except httpx.TransportError as exc:
             raise AlertmanagerUnavailable(
                 f"{where}: unreachable ({type(exc).__name__}); check monitoring.alertmanager_url "
-                "and that the Alertmanager is up"
+                "and that the Alertmanager is up",
+                transport_failure(exc),
             ) from None
         if response.status_code != 200:
             raise AlertmanagerUnavailable(
-                f"{where} answered HTTP {response.status_code}: {response.text[:QUOTE_CHARS]}"
+                f"{where} answered HTTP {response.status_code}: {response.text[:QUOTE_CHARS]}",
+                http_failure(response.status_code),
             )
         try:
             return response.json()
         except ValueError:
             raise AlertmanagerUnavailable(
                 f"{where} answered something that is not JSON; is monitoring.alertmanager_url an "
-                "Alertmanager?"
+                "Alertmanager?",
+                UNPARSEABLE,
             ) from None
 
     def status(self) -> dict[str, Any]:
         body = self._get("/api/v2/status")
         if not isinstance(body, dict) or "versionInfo" not in body:
             raise AlertmanagerUnavailable(
-                f"{self.describe('/api/v2/status')} did not answer like Alertmanager's API v2"
+                f"{self.describe('/api/v2/status')} did not answer like Alertmanager's API v2",
+                UNPARSEABLE,
             )
         return body
 
@@ -66,6 +77,7 @@ class AlertmanagerAPI:
         body = self._get("/api/v2/alerts", ACTIVE_ALERTS)
         if not isinstance(body, list):
             raise AlertmanagerUnavailable(
-                f"{self.describe('/api/v2/alerts')} answered a {type(body).__name__}, not a list"
+                f"{self.describe('/api/v2/alerts')} answered a {type(body).__name__}, not a list",
+                UNPARSEABLE,
             )
         return [alert for alert in body if isinstance(alert, dict)]
