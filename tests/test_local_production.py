@@ -92,7 +92,7 @@ class ProdEnv:
         verdict_file = reports / "verdict.json"
         verdict = json.loads(verdict_file.read_text()) if verdict_file.exists() else {}
         return SuiteRun(done.returncode, done.stdout + done.stderr, verdict,
-                        _outcomes(reports / "junit.xml"))  # fmt: skip
+                        _outcomes(reports / "junit.xml", verdict))  # fmt: skip
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
