@@ -18,6 +18,7 @@ from pathlib import Path
 from postdeploy.config import (
     DEFAULT_TARGETS_FILE,
     ConfigError,
+    Target,
     find_targets_file,
     load_targets,
 )
@@ -27,7 +28,9 @@ from postdeploy.local.platform import (
     LocalPlatformError,
     load_faults,
 )
+from postdeploy.local.shapes import SHAPES, platform_for
 
+DEFAULT_LOCAL_TARGET = "local"
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -37,8 +40,21 @@ EXIT_USAGE = 2
 EXIT_BROKEN_PIPE = 141
 
 
+def _target_name(args: argparse.Namespace, targets: dict[str, Target]) -> str:
+    """``--target``, else the first local target of ``--shape``, else ``local``."""
+    if args.target:
+        return str(args.target)
+    shape = getattr(args, "shape", None)
+    if shape:
+        for name, target in targets.items():
+            if target.platform == "local" and target.settings.get("shape") == shape:
+                return name
+    return DEFAULT_LOCAL_TARGET
+
+
 def _local_platform(args: argparse.Namespace) -> LocalPlatform:
     targets = load_targets(args.targets_file).targets
+    args.target = _target_name(args, targets)
     target = targets.get(args.target)
     if target is None or target.platform != "local":
         local = [n for n, t in targets.items() if t.platform == "local"]
@@ -46,7 +62,14 @@ def _local_platform(args: argparse.Namespace) -> LocalPlatform:
             f"{args.targets_file}: {args.target!r} is not a local target; "
             f"local targets: {', '.join(local) or 'none'}"
         )
-    return LocalPlatform(target.url)
+    shape = getattr(args, "shape", None)
+    if shape and target.settings.get("shape", "single") != shape:
+        raise ConfigError(
+            f"{args.targets_file}: target {args.target!r} has shape "
+            f"{target.settings.get('shape', 'single')!r}, not {shape!r}; pick a target of that "
+            f"shape with --target (e.g. --target local-prod for the production shape)"
+        )
+    return platform_for(target)
 
 
 def _faults(raw: str) -> list[str]:
@@ -55,7 +78,14 @@ def _faults(raw: str) -> list[str]:
 
 def cmd_deploy(args: argparse.Namespace) -> int:
     platform = _local_platform(args)
-    release = platform.deploy(args.version, _faults(args.faults))
+    if args.canary is not None:
+        from postdeploy.local.production import ProductionPlatform
+
+        if not isinstance(platform, ProductionPlatform):
+            raise ConfigError("--canary needs the production shape (e.g. --target local-prod)")
+        release = platform.deploy(args.version, _faults(args.faults), canary=args.canary)
+    else:
+        release = platform.deploy(args.version, _faults(args.faults))
     print(f"deployed release {release.id} ({release.ref}) at {platform.url}")
     return EXIT_OK
 
@@ -233,11 +263,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--targets-file", type=Path, default=None,
         help=f"Targets file (default: the nearest {DEFAULT_TARGETS_FILE} from here upward)",
     )  # fmt: skip
-    local.add_argument("--target", default="local", help="Local target name (default: local)")
+    local.add_argument(
+        "--target", default=None,
+        help="Local target name (default: local, or the first target of --shape)",
+    )  # fmt: skip
     actions = local.add_subparsers(dest="action", required=True, metavar="ACTION")
     deploy = actions.add_parser("deploy", help="Deploy a release (stops the running one)")
     deploy.add_argument("version", nargs="?", default=DEFAULT_VERSION, help="Release version")
-    deploy.add_argument("--faults", default="", help="Comma-separated faults the release carries")
+    deploy.add_argument(
+        "--faults", default="",
+        help="Comma-separated faults the release carries; NAME@N puts one on instance N only",
+    )  # fmt: skip
+    deploy.add_argument(
+        "--shape", choices=SHAPES, default=None,
+        help="Refuse unless the target has this shape (production: --target local-prod)",
+    )  # fmt: skip
+    deploy.add_argument(
+        "--canary", type=int, default=None, metavar="N",
+        help="Production shape: roll the release out to the first N instances only",
+    )  # fmt: skip
     deploy.set_defaults(handler=cmd_deploy)
     actions.add_parser("status", help="What serves, and the release history").set_defaults(
         handler=cmd_status
