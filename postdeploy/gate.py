@@ -31,6 +31,8 @@ PROP_QUARANTINED = "postdeploy_quarantined"
 PROP_ATTEMPTS = "postdeploy_attempts"
 #: The failure of the first attempt when the test was rerun.
 PROP_FIRST_FAILURE = "postdeploy_first_failure"
+#: A canary judgement of the test (``postdeploy.performance.judge.Judgement.to_dict``).
+PROP_CANARY = "postdeploy_canary"
 #: Longest failure message kept in the verdict.
 MAX_MESSAGE = 2000
 
@@ -103,6 +105,8 @@ class TargetResults:
     quarantined: dict[str, str] = field(default_factory=dict)
     #: rerun test -> (attempts, the first attempt's failure)
     reruns: dict[str, tuple[int, str]] = field(default_factory=dict)
+    #: canary judgements made against this target, each with the test that made it
+    canary: list[dict[str, Any]] = field(default_factory=list)
 
     def record(
         self,

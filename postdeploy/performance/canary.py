@@ -17,6 +17,7 @@ traffic crossed a rate limit: :class:`TrafficThrottled`, inconclusive.
 from __future__ import annotations
 
 import contextlib
+import re
 import ssl
 import time
 from collections.abc import Iterator, Sequence
@@ -28,7 +29,7 @@ import httpx
 from postdeploy.contract import KEY_ENDPOINTS, PATHS, KeyEndpoint
 from postdeploy.gate import TargetUnreachable
 from postdeploy.http import USER_AGENT, timeout
-from postdeploy.performance.judge import ArmSamples
+from postdeploy.performance.judge import PERCENT, ArmSamples, Criteria, Judgement, Kind, Result
 from postdeploy.users import UserFactory
 
 if TYPE_CHECKING:
@@ -244,3 +245,111 @@ def _check_baseline(arms: Sequence[Arm], tallies: list[_Tally], endpoint: KeyEnd
 def paired(samples: dict[str, list[ArmSamples]]) -> dict[str, tuple[ArmSamples, ArmSamples]]:
     """(baseline, canary) per endpoint, from a two-arm :func:`collect`."""
     return {name: (arms[0], arms[1]) for name, arms in samples.items()}
+
+
+# -- from the target's configuration ---------------------------------------------------------
+
+
+class CanaryInconclusive(Exception):
+    """The judge had too little data to decide: never a pass, and never a rollback."""
+
+
+#: Keptn-style relative criterion: ``p95 <= +10%`` or ``errors <= +0.1pp``.
+CRITERION = re.compile(r"\s*(latency|p95|p99|errors)\s*<=\s*\+?\s*([0-9.]+)\s*(%|pp)\s*")
+
+
+def _listed(value: object) -> tuple[str, ...]:
+    items = value if isinstance(value, list) else str(value).split(",")
+    return tuple(str(item).strip() for item in items if str(item).strip())
+
+
+def parse_criteria(texts: Sequence[str], source: str) -> dict[str, float]:
+    """Keptn-style criteria -> allowed increase per metric kind (relative, or pp for errors)."""
+    allowed: dict[str, float] = {}
+    for text in texts:
+        match = CRITERION.fullmatch(text)
+        if match is None or (match.group(1) == Kind.ERRORS) != (match.group(3) == "pp"):
+            raise ValueError(
+                f"{source}: relative criterion {text!r} is not understood; write e.g. "
+                "'p95 <= +10%', 'latency <= +10%' or 'errors <= +0.1pp'"
+            )
+        number = float(match.group(2))
+        allowed[match.group(1)] = number if match.group(3) == "pp" else number / PERCENT
+    return allowed
+
+
+def criteria_for(target: Target, relative: bool = False, seed: int | None = None) -> Criteria:
+    """The judge's criteria from the target's ``[canary]`` section (``relative``: the
+    ``--compare-with`` criteria, which default to the same allowed increases)."""
+    section = target.canary
+    latency = float(section.allowed_latency_increase)
+    allowed: dict[str, float] = {
+        Kind.LATENCY: latency,
+        Kind.P95: latency,
+        Kind.P99: latency,
+        Kind.ERRORS: float(section.allowed_error_increase_pp),
+    }
+    if relative:
+        where = f"{target.source}: [targets.{target.name}.canary] relative_criteria"
+        allowed.update(parse_criteria(_listed(section.relative_criteria), where))
+    return Criteria(
+        alpha=float(section.false_alarm_rate),
+        allowed=allowed,
+        min_samples=int(section.min_samples),
+        critical=_listed(section.critical_metrics),
+        pass_score=float(section.pass_score),
+        marginal_score=float(section.marginal_score),
+        seed=seed,
+    )
+
+
+def plan_for(target: Target, endpoints: tuple[KeyEndpoint, ...] = KEY_ENDPOINTS) -> Plan:
+    section = target.canary
+    return plan_traffic(
+        int(section.samples),
+        int(section.warmup),
+        int(section.max_requests),
+        int(section.min_samples),
+        endpoints,
+    )
+
+
+def arms_for(target: Target, baseline_url: str | None) -> tuple[Arm, Arm] | None:
+    """(baseline, canary) from ``--baseline``/``baseline_url`` or the instance settings;
+    None when the target names no baseline."""
+    section = target.canary
+    if section.instance_header and section.baseline_instance and section.canary_instance:
+        return (
+            Arm.instance(
+                BASELINE, target.url, section.instance_header, section.baseline_instance,
+                section.baseline_ca_file,
+            ),
+            Arm.instance(CANARY, target.url, section.instance_header, section.canary_instance),
+        )  # fmt: skip
+    url = baseline_url or target.baseline_url
+    if not url:
+        return None
+    return Arm(BASELINE, url.rstrip("/"), section.baseline_ca_file), Arm(CANARY, target.url)
+
+
+def conclude(judgement: Judgement, against: str) -> None:
+    """Turn the judgement into the check's outcome: an assertion naming the regressed metrics
+    and their figures, or :class:`CanaryInconclusive` (broken) for lack of data."""
+    summary = (
+        f"score {_score(judgement.score)} (pass >= {judgement.criteria.pass_score:g}, "
+        f"marginal >= {judgement.criteria.marginal_score:g})"
+    )
+    if judgement.result is Result.FAIL:
+        raise AssertionError(
+            f"the release regressed against {against}: {judgement.reason}; {summary}\n"
+            + "\n".join(judgement.lines())
+        )
+    if judgement.result is Result.INCONCLUSIVE:
+        raise CanaryInconclusive(
+            f"no verdict against {against}: {judgement.reason} (too few samples; raise "
+            "[canary] samples or max_requests)"
+        )
+
+
+def _score(score: float | None) -> str:
+    return "n/a" if score is None else f"{score:.0f}"

@@ -243,6 +243,7 @@ class Metric:
             "classification": str(self.classification),
             "critical": self.critical,
             "note": self.note,
+            "summary": self.line(),
         }
 
 

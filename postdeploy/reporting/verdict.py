@@ -76,6 +76,7 @@ def target_verdict(
             for nodeid, entry in sorted(results.quarantined.items())
         ],
         "rollback": rollback.to_dict() if rollback else None,
+        "canary": results.canary,
     }
 
 
@@ -167,6 +168,12 @@ def summary_lines(verdict: dict[str, Any], secrets: Iterable[str] = ()) -> list[
             )
         lines.append(f"{name:<10} gate: {data['gate'].upper()} - {data['reason']}")
         lines += _rollback_lines(name, data, mode)
+        for judgement in data.get("canary") or []:
+            lines += [
+                f"{name:<10} canary regression: {metric['summary']}"
+                for metric in judgement.get("metrics", [])
+                if metric.get("classification") == "regression"
+            ]
         reruns = {r["test"]: r for r in data.get("reruns", [])}
         for test in data.get("flaky", []):
             rerun = reruns.get(test, {})
