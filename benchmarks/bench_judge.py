@@ -15,19 +15,26 @@ pooled error rate = 45 metrics) with the default criteria (run false-alarm rate 
 latency, +0.1 pp errors, Holm). Timing is the judge alone (no traffic).
 
     PYTHONPATH=. .venv/bin/python benchmarks/bench_judge.py [--aa 1000] [--power 200]
+
+``--e2e RUNS`` adds the end-to-end figure: a stable 1.0.0 and a canary on two real local
+deployments (ports 19604/19605, temporary state dirs), RUNS healthy canary judgements with live
+interleaved traffic, then one with the ``latency_regression`` fault.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gzip
 import json
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from postdeploy.config import Target
 from postdeploy.performance.judge import (
     ArmSamples,
     Classification,
@@ -46,6 +53,7 @@ OUTLIER_FACTOR = 100.0
 OUTLIER_SHARE = 0.07
 SMALL_N = 100
 JUDGE_BUDGET_S = 30.0
+E2E_PORTS = (19604, 19605)
 
 Pools = dict[str, np.ndarray]
 Scenario = Callable[
@@ -70,7 +78,7 @@ def run(
     n: int,
     runs: int,
     seed: int,
-    change: Callable[[np.random.Generator, str, np.ndarray], ArmSamples] | None = None,
+    change: Callable[[np.random.Generator, str, np.ndarray], ArmSamples | None] | None = None,
 ) -> tuple[list[Judgement], list[float], list[str]]:
     """``runs`` judgements; ``change`` turns one endpoint's canary draw into its samples."""
     rng = np.random.default_rng(seed)
@@ -114,12 +122,60 @@ def regressed(judgement: Judgement, endpoint: str, kinds: tuple[Kind, ...]) -> b
     )
 
 
+def end_to_end(runs: int, samples: int) -> None:
+    """Healthy canary against its stable release ``runs`` times, then the slow release."""
+    from postdeploy.config import load_targets
+    from postdeploy.local.platform import LocalPlatform
+    from postdeploy.performance.canary import BASELINE, CANARY, Arm, collect, paired, plan_traffic
+
+    with tempfile.TemporaryDirectory(prefix="bench-judge-") as root:
+        stable = LocalPlatform(f"https://127.0.0.1:{E2E_PORTS[0]}", Path(root) / "stable")
+        canary = LocalPlatform(f"https://127.0.0.1:{E2E_PORTS[1]}", Path(root) / "canary")
+        template = load_targets(Path(__file__).resolve().parents[1] / "targets.toml")
+        target = template.targets["local"].with_url(canary.url)
+        arms = [Arm(BASELINE, stable.url, str(stable.ca_file)), Arm(CANARY, canary.url)]
+        try:
+            stable.deploy("1.0.0")
+            for label, faults, count in (("healthy", (), runs), ("latency_regression", None, 1)):
+                canary.deploy("1.1.0", faults or ["latency_regression"])
+                target = _with_ca(target, str(canary.ca_file))
+                plan = plan_traffic(samples, 5, 10**6, 50)
+                results, took = [], []
+                for _ in range(count):
+                    started = time.monotonic()
+                    pairs = paired(collect(target, arms, plan, "benchjudge"))
+                    results.append(judge(pairs, Criteria()))
+                    took.append(time.monotonic() - started)
+                passed = sum(j.result is Result.PASS for j in results)
+                print(
+                    f"e2e {label}: {passed}/{count} passed at N = {samples} "
+                    f"(traffic + judge {np.median(took):.0f} s per run)"
+                )
+                for j in results:
+                    if j.result is not Result.PASS:
+                        print(f"   {j.result}: {j.reason}")
+        finally:
+            canary.stop()
+            stable.stop()
+
+
+def _with_ca(target: Target, ca_file: str) -> Target:
+    return dataclasses.replace(target, ca_file=ca_file)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--aa", type=int, default=1000, help="A/A comparisons")
     parser.add_argument("--power", type=int, default=200, help="runs per power scenario")
     parser.add_argument("--n", type=int, default=DEFAULT_N, help="samples per arm")
+    parser.add_argument("--e2e", type=int, default=0, metavar="RUNS", help="live healthy runs")
+    parser.add_argument("--e2e-samples", type=int, default=200, help="samples per arm, live")
+    parser.add_argument("--skip-recorded", action="store_true", help="only the live figure")
     args = parser.parse_args()
+    if args.e2e:
+        end_to_end(args.e2e, args.e2e_samples)
+    if args.skip_recorded:
+        return
     pools, data = load()
     print(
         f"recording: {data['samples_per_endpoint']} samples x {len(pools)} endpoints of "

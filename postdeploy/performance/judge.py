@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -98,7 +98,7 @@ class ArmSamples:
     errors: int
 
     @classmethod
-    def of(cls, latencies_ms: Sequence[float], errors: int = 0) -> ArmSamples:
+    def of(cls, latencies_ms: Iterable[float], errors: int = 0) -> ArmSamples:
         values = tuple(float(x) for x in latencies_ms)
         return cls(values, len(values) + errors, errors)
 
