@@ -46,7 +46,7 @@ from postdeploy.performance.judge import (
 )
 
 DATA = Path(__file__).resolve().parent / "data" / "latencies-healthy.json.gz"
-DEFAULT_N = 200
+DEFAULT_N = 1000
 SLOWER = 1.2
 ERROR_RATE = 0.01
 OUTLIER_FACTOR = 100.0
@@ -163,6 +163,32 @@ def _with_ca(target: Target, ca_file: str) -> Target:
     return dataclasses.replace(target, ca_file=ca_file)
 
 
+def power(pools: Pools, n_default: int, runs: int) -> None:
+    latency_kinds = (Kind.LATENCY, Kind.P95, Kind.P99)
+    js, _, victims = run(pools, n_default, runs, seed=2, change=slower)
+    hits = sum(regressed(j, v, latency_kinds) for j, v in zip(js, victims, strict=True))
+    print(f"one endpoint 20 % slower: detected {hits}/{len(js)} ({hits / len(js):.1%}; >= 95 %)")
+
+    js, _, _ = run(pools, n_default, runs, seed=3, change=failing)
+    hits = sum(regressed(j, "all", (Kind.ERRORS,)) for j in js)
+    print(f"1 % errors vs zero-error baseline: detected {hits}/{len(js)} ({hits / len(js):.1%})")
+
+    for n in (SMALL_N, n_default):
+        js, _, victims = run(pools, n, runs, seed=4, change=outliers)
+        hits = sum(regressed(j, v, latency_kinds) for j, v in zip(js, victims, strict=True))
+        count = round(OUTLIER_SHARE * n)
+        print(
+            f"{count} of {n} requests 100x slower: detected {hits}/{len(js)} ({hits / len(js):.1%})"
+        )
+        kinds = {
+            str(m.kind)
+            for j in js
+            for m in j.regressions
+            if m.classification is Classification.REGRESSION
+        }
+        print(f"   caught by: {', '.join(sorted(kinds)) or 'nothing'}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--aa", type=int, default=1000, help="A/A comparisons")
@@ -183,42 +209,22 @@ def main() -> None:
     )
     print(f"N = {args.n} per arm, {len(pools) * 4 + 1} metrics per run, run false-alarm 1 %\n")
 
-    aa, times, _ = run(pools, args.n, args.aa, seed=1)
-    false_alarms = [j for j in aa if j.result is not Result.PASS]
-    print(
-        f"A/A: {len(false_alarms)} of {len(aa)} runs not passed "
-        f"({len(false_alarms) / len(aa):.2%}; target <= 1 %)"
-    )
-    for j in false_alarms[:5]:
-        print(f"   {j.result}: {j.reason}")
-    print(
-        f"judge time per run: median {np.median(times):.2f} s, max {max(times):.2f} s "
-        f"(budget {JUDGE_BUDGET_S:.0f} s)"
-    )
-
-    latency_kinds = (Kind.LATENCY, Kind.P95, Kind.P99)
-    js, _, victims = run(pools, args.n, args.power, seed=2, change=slower)
-    hits = sum(regressed(j, v, latency_kinds) for j, v in zip(js, victims, strict=True))
-    print(f"one endpoint 20 % slower: detected {hits}/{len(js)} ({hits / len(js):.1%}; >= 95 %)")
-
-    js, _, _ = run(pools, args.n, args.power, seed=3, change=failing)
-    hits = sum(regressed(j, "all", (Kind.ERRORS,)) for j in js)
-    print(f"1 % errors vs zero-error baseline: detected {hits}/{len(js)} ({hits / len(js):.1%})")
-
-    for n in (SMALL_N, args.n):
-        js, _, victims = run(pools, n, args.power, seed=4, change=outliers)
-        hits = sum(regressed(j, v, latency_kinds) for j, v in zip(js, victims, strict=True))
-        count = round(OUTLIER_SHARE * n)
+    if args.aa:
+        aa, times, _ = run(pools, args.n, args.aa, seed=1)
+        false_alarms = [j for j in aa if j.result is not Result.PASS]
         print(
-            f"{count} of {n} requests 100x slower: detected {hits}/{len(js)} ({hits / len(js):.1%})"
+            f"A/A: {len(false_alarms)} of {len(aa)} runs not passed "
+            f"({len(false_alarms) / len(aa):.2%}; target <= 1 %)"
         )
-        kinds = {
-            str(m.kind)
-            for j in js
-            for m in j.regressions
-            if m.classification is Classification.REGRESSION
-        }
-        print(f"   caught by: {', '.join(sorted(kinds)) or 'nothing'}")
+        for j in false_alarms[:5]:
+            print(f"   {j.result}: {j.reason}")
+        print(
+            f"judge time per run: median {np.median(times):.2f} s, max {max(times):.2f} s "
+            f"(budget {JUDGE_BUDGET_S:.0f} s)"
+        )
+
+    if args.power:
+        power(pools, args.n, args.power)
 
 
 if __name__ == "__main__":

@@ -228,10 +228,12 @@ SECTIONS: dict[str, dict[str, Key]] = {
     # The canary judge: the release against a baseline, or against earlier runs
     # (suites/performance/test_canary.py, docs/canary.md).
     "canary": {
-        "samples": Key((int, float), 200, help="timed requests per key endpoint and arm"),
+        "samples": Key(
+            (int, float), 1000, help="timed requests per key endpoint and arm (docs/canary.md)"
+        ),
         "warmup": Key((int, float), 5, help="untimed requests per endpoint and arm first"),
         "max_requests": Key(
-            (int, float), 5000, help="traffic budget: most requests per arm, warm-up included"
+            (int, float), 12000, help="traffic budget: most requests per arm, warm-up included"
         ),
         "min_samples": Key((int, float), 50, help="fewer samples in an arm: inconclusive"),
         "false_alarm_rate": Key(
