@@ -7,6 +7,7 @@ recorded latencies; these tests pin the behaviour each figure relies on.
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -38,6 +39,8 @@ from postdeploy.performance.judge import (
     judge,
 )
 from postdeploy.performance.options import parse_compare_with
+from postdeploy.performance.plot import distributions_svg
+from postdeploy.reporting.channels import Notification, pagerduty_event, slack_payload
 
 from .conftest import REPO
 
@@ -222,3 +225,22 @@ def test_history_command_lists_shows_and_invalidates(tmp_path):
     missing = cli("show", "nope")
     assert missing.returncode == 1
     assert "postdeploy history list" in missing.stderr
+
+
+def test_the_two_arms_are_drawn_side_by_side_for_the_report():
+    rng = np.random.default_rng(10)
+    svg = distributions_svg("lessons: baseline vs canary", arm(rng), arm(rng, scale=1.3))
+    assert svg.startswith("<svg")
+    assert svg.endswith("</svg>")
+    assert svg.count("<rect") == 2
+    assert "median" in svg
+    assert "p95" in svg
+    assert "no samples" in distributions_svg("t", arm(rng), ArmSamples((), 5, 5))
+
+
+def test_notifications_carry_the_canary_regressions():
+    line = "lessons:latency: median 8.0 ms -> 10.4 ms (n 200/200), +30.0% [...]"
+    notification = Notification("local", "local", "https://127.0.0.1:1", "failed", canary=[line])
+    assert line in json.dumps(slack_payload(notification))
+    event = pagerduty_event(notification, "key")
+    assert event["payload"]["custom_details"]["canary_regressions"] == [line]

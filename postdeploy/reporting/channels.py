@@ -92,9 +92,12 @@ class Notification:
     run_id: str = ""
     #: computed from the verdict and the rollback when not given
     severity: str = ""
+    #: the canary judge's regressions, one line each (metric, arms, effect, interval, p)
+    canary: Sequence[str] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "failing_checks", tuple(self.failing_checks))
+        object.__setattr__(self, "canary", tuple(self.canary))
         object.__setattr__(self, "rollback", dict(self.rollback))
         if not self.severity:
             object.__setattr__(self, "severity", str(severity_of(self.verdict, self.rollback)))
@@ -141,6 +144,7 @@ class Notification:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["failing_checks"] = list(self.failing_checks)
+        data["canary"] = list(self.canary)
         data.update(summary=self.summary, dedup_key=self.dedup_key)
         return data
 
@@ -269,6 +273,12 @@ def slack_payload(n: Notification) -> dict[str, Any]:
         blocks.append({"type": "section", "text": {
             "type": "mrkdwn", "text": f"*Failing checks*\n{listed}"[:SLACK_SECTION_MAX],
         }})  # fmt: skip
+    if n.canary:
+        listed = "\n".join(f"• {line}" for line in n.canary[:MAX_LISTED_CHECKS])
+        more = len(n.canary) - MAX_LISTED_CHECKS
+        listed += f"\n…and {more} more" if more > 0 else ""
+        text = f"*Canary regressions*\n{listed}"[:SLACK_SECTION_MAX]
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
     if n.rollback_line:
         rollback = f"*Rollback*\n{n.rollback_line}"[:SLACK_SECTION_MAX]
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": rollback}})
@@ -297,6 +307,7 @@ def pagerduty_event(n: Notification, routing_key: str) -> dict[str, Any]:
             "custom_details": {
                 "verdict": n.verdict,
                 "failing_checks": list(n.failing_checks),
+                "canary_regressions": list(n.canary),
                 "rollback": n.rollback_line or "none",
                 "release": n.release_name,
                 "run_id": n.run_id,

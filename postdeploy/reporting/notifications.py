@@ -47,6 +47,12 @@ def announce(
         report_url=report_url or os.environ.get(REPORT_URL_ENV, ""),
         release=entry.get("serving_version") or "",
         run_id=run_id,
+        canary=[
+            metric["summary"]
+            for judgement in entry.get("canary") or []
+            for metric in judgement.get("metrics", [])
+            if metric.get("classification") == "regression"
+        ],
     )
     results = notify(notification, channels, timeout_s=target.notify.timeout_s)
     return [{"channel": r.channel, "ok": r.ok, "message": r.message} for r in results]

@@ -31,7 +31,8 @@ from postdeploy.performance.canary import (
     paired,
     plan_for,
 )
-from postdeploy.performance.judge import Judgement, Result, judge
+from postdeploy.performance.judge import ArmSamples, Judgement, Result, judge
+from postdeploy.performance.plot import distributions_svg
 
 
 @pytest.fixture
@@ -51,12 +52,24 @@ def _profile(config: pytest.Config, target) -> str:
     return str(config.getoption("postdeploy_load_profile") or target.load.profile)
 
 
-def _report(request: pytest.FixtureRequest, judgement: Judgement, against: str) -> None:
+def _report(
+    request: pytest.FixtureRequest,
+    judgement: Judgement,
+    against: str,
+    pairs: dict[str, tuple[ArmSamples, ArmSamples]],
+) -> None:
     allure.attach(
         judgement.table(),
         name=f"canary judgement against {against}",
         attachment_type=allure.attachment_type.TEXT,
     )
+    for endpoint in dict.fromkeys(m.endpoint for m in judgement.regressions):
+        if endpoint in pairs:  # the pooled error rate has no distribution of its own
+            allure.attach(
+                distributions_svg(f"{endpoint}: baseline vs canary", *pairs[endpoint]),
+                name=f"{endpoint}: the two arms' latencies",
+                attachment_type=allure.attachment_type.SVG,
+            )
     request.node.user_properties.append((PROP_CANARY, {"against": against, **judgement.to_dict()}))
 
 
@@ -68,10 +81,10 @@ def test_the_release_is_not_worse_than_its_baseline(request, target, run_id, can
             "not judged: no baseline - pass --baseline URL or set the target's baseline_url "
             "(or [canary] instance_header with baseline_instance and canary_instance)"
         )
-    samples = collect(target, arms, plan_for(target), run_id)
-    judgement = judge(paired(samples), criteria_for(target))
+    pairs = paired(collect(target, arms, plan_for(target), run_id))
+    judgement = judge(pairs, criteria_for(target))
     against = arms[0].describe()
-    _report(request, judgement, against)
+    _report(request, judgement, against, pairs)
     conclude(judgement, against)
 
 
@@ -101,7 +114,7 @@ def test_the_release_is_not_worse_than_earlier_runs(request, target, run_id, can
         pairs = {name: (reference[name], current[name]) for name in current if name in reference}
         judgement = judge(pairs, criteria_for(target, relative=True))
         against = f"the last {k} run(s) ({', '.join(run.run_id for run in earlier)})"
-        _report(request, judgement, against)
+        _report(request, judgement, against, pairs)
         outcome = {
             Result.FAIL: history.FAILED,
             Result.INCONCLUSIVE: history.INCONCLUSIVE,
