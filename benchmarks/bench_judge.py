@@ -54,6 +54,7 @@ OUTLIER_SHARE = 0.07
 SMALL_N = 100
 JUDGE_BUDGET_S = 30.0
 E2E_PORTS = (19604, 19605)
+PROGRESS_EVERY = 100
 
 Pools = dict[str, np.ndarray]
 Scenario = Callable[
@@ -95,6 +96,9 @@ def run(
         judgements.append(judge(pairs, Criteria(seed=int(rng.integers(1 << 31)))))
         times.append(time.perf_counter() - started)
         changed.append(victim)
+        if (i + 1) % PROGRESS_EVERY == 0:
+            bad = sum(j.result is not Result.PASS for j in judgements)
+            print(f"   ... {i + 1}/{runs} runs, {bad} not passed", flush=True)
     return judgements, times, changed
 
 
