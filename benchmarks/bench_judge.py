@@ -57,10 +57,6 @@ E2E_PORTS = (19604, 19605)
 PROGRESS_EVERY = 100
 
 Pools = dict[str, np.ndarray]
-Scenario = Callable[
-    [np.random.Generator, str, np.ndarray, np.ndarray], tuple[ArmSamples, ArmSamples]
-]
-
 
 def load() -> tuple[Pools, dict[str, object]]:
     with gzip.open(DATA, "rt", encoding="utf-8") as file:
