@@ -58,6 +58,7 @@ PROGRESS_EVERY = 100
 
 Pools = dict[str, np.ndarray]
 
+
 def load() -> tuple[Pools, dict[str, object]]:
     with gzip.open(DATA, "rt", encoding="utf-8") as file:
         data = json.load(file)
