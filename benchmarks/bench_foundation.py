@@ -12,7 +12,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -21,15 +20,10 @@ import time
 from pathlib import Path
 
 from postdeploy.local.platform import LocalPlatform
+from postdeploy.sysutil import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 RUN_TIMEOUT_S = 900
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def pytest_run(env: dict[str, str], reports: Path, *args: str) -> tuple[float, dict]:

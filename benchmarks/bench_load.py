@@ -33,7 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from postdeploy.performance.load import LoadSettings, free_port, parse_stats, run_load
+from postdeploy.performance.load import LoadSettings, parse_stats, run_load
+from postdeploy.sysutil import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent

@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,24 +28,15 @@ from pathlib import Path
 
 from postdeploy.config import load_targets
 from postdeploy.local.platform import LocalPlatform
-from postdeploy.monitoring.prometheus import (
-    PrometheusAPI,
-    ScrapeSpec,
-    shared_local_prometheus,
-    wait_for_scrape,
-)
+from postdeploy.local.prometheus import ScrapeSpec, shared_local_prometheus
+from postdeploy.monitoring.prometheus import PrometheusAPI, wait_for_scrape
+from postdeploy.sysutil import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 RUN_TIMEOUT_S = 300
 TARGET_S = 30.0
 #: pytest's closing line: "16 passed in 11.58s"
 SESSION_TIME = re.compile(r" in ([0-9.]+)s\b")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def suite_run(env: dict[str, str], reports: Path) -> tuple[float, float, dict]:

@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,18 +29,14 @@ from pathlib import Path
 
 from postdeploy.config import load_targets
 from postdeploy.reporting import html as htmlreport
-from postdeploy.reporting.allure_files import known_secrets, scrub_results
+from postdeploy.reporting.allure_files import scrub_results
 from postdeploy.reporting.verdict import summary_lines
+from postdeploy.settings import known_secrets
+from postdeploy.sysutil import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 RUN_TIMEOUT_S = 900
 SUMMARY_REPEATS = 2000
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def main() -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -24,6 +23,7 @@ import time
 from pathlib import Path
 
 from postdeploy.local.platform import LocalPlatform
+from postdeploy.sysutil import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 RUN_TIMEOUT_S = 600
@@ -35,12 +35,6 @@ PHASES = {
         "test_hostile_input_never_causes_a_server_error"
     ),
 }
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def run_suite(env: dict[str, str], reports: Path) -> tuple[float, float, dict[str, float], str]:

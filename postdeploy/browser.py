@@ -18,7 +18,7 @@
 
 pytest-playwright is not used: its ``--base-url`` option collides with postdeploy's. The
 fixtures here follow its shape (``browser`` -> ``browser_context_args`` -> ``context`` ->
-``page``); suites import them in their ``conftest.py``.
+``page``); the plugin registers them for every suite.
 """
 
 from __future__ import annotations
@@ -269,19 +269,13 @@ def page(context: BrowserContext) -> Page:
 
 def attach_evidence(ctx: BrowserContext, trace: Path, secrets: list[str]) -> None:
     """Attach a screenshot of each open page and the redacted trace to the Allure report."""
-    import allure
+    from postdeploy.reporting.attachments import attach_file, attach_image
 
     for index, open_page in enumerate(ctx.pages):
         with contextlib.suppress(Exception):
-            allure.attach(
-                open_page.screenshot(full_page=True),
-                name=f"screenshot {index + 1}: {open_page.url}",
-                attachment_type=allure.attachment_type.PNG,
+            attach_image(
+                f"screenshot {index + 1}: {open_page.url}", open_page.screenshot(full_page=True)
             )
     ctx.tracing.stop(path=str(trace))
     redact_trace(trace, secrets)
-    allure.attach.file(
-        str(trace),
-        name="Playwright trace (open with: python -m playwright show-trace trace.zip)",
-        extension="zip",
-    )
+    attach_file(trace, "Playwright trace (open with: python -m playwright show-trace trace.zip)")

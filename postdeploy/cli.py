@@ -12,10 +12,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
-from postdeploy.config import DEFAULT_TARGETS_FILE, ConfigError, load_targets
+from postdeploy.config import (
+    DEFAULT_TARGETS_FILE,
+    ConfigError,
+    find_targets_file,
+    load_targets,
+)
 from postdeploy.local.platform import (
     DEFAULT_VERSION,
     LocalPlatform,
@@ -26,6 +32,10 @@ from postdeploy.local.platform import (
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+#: The reader of our output went away (``postdeploy local faults | head -5``): end quietly with
+#: the status a shell gives a command stopped by SIGPIPE (128 + 13), as ``yes | head`` and git
+#: do, so ``set -o pipefail`` scripts can still tell that the output was cut short.
+EXIT_BROKEN_PIPE = 141
 
 
 def _local_platform(args: argparse.Namespace) -> LocalPlatform:
@@ -112,14 +122,13 @@ def cmd_watch(args: argparse.Namespace) -> int:
     target = load_targets(args.targets_file).select(args.target)
     if len(target) != 1:
         raise ConfigError("watch: --target names one target")
-    if args.rollback != "off":
-        from postdeploy.rollback import DriverUnavailable, driver_for
+    from postdeploy.rollback import DriverUnavailable, preflight
 
-        try:
-            driver_for(target[0]).preflight()
-        except DriverUnavailable as exc:
-            raise ConfigError(f"watch --rollback {args.rollback} cannot work: {exc}") from None
-    from postdeploy.plugin import _new_run_id
+    try:
+        preflight(target, args.rollback, command="watch ")
+    except DriverUnavailable as exc:
+        raise ConfigError(str(exc)) from None
+    from postdeploy.settings import new_run_id
 
     print(
         f"watching {target[0].name} ({target[0].url}) for {settings.duration_s:.0f} s, every "
@@ -133,7 +142,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
         reports_dir=args.reports_dir,
         rootdir=Path.cwd(),
         targets_file=args.targets_file,
-        run_id=_new_run_id(),
+        run_id=new_run_id(),
     )
     entry = result.verdict["targets"][target[0].name]
     print(f"gate: {entry['gate']} - {entry['reason']}")
@@ -219,8 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     local = commands.add_parser("local", help="Manage the local deployment of the reference app")
     local.add_argument(
-        "--targets-file", type=Path, default=Path(DEFAULT_TARGETS_FILE), help="Targets file"
-    )
+        "--targets-file", type=Path, default=None,
+        help=f"Targets file (default: the nearest {DEFAULT_TARGETS_FILE} from here upward)",
+    )  # fmt: skip
     local.add_argument("--target", default="local", help="Local target name (default: local)")
     actions = local.add_subparsers(dest="action", required=True, metavar="ACTION")
     deploy = actions.add_parser("deploy", help="Deploy a release (stops the running one)")
@@ -246,8 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     monitor.add_argument("--target", required=True, help="Target to watch (one)")
     monitor.add_argument(
-        "--targets-file", type=Path, default=Path(DEFAULT_TARGETS_FILE), help="Targets file"
-    )
+        "--targets-file", type=Path, default=None,
+        help=f"Targets file (default: the nearest {DEFAULT_TARGETS_FILE} from here upward)",
+    )  # fmt: skip
     monitor.add_argument("--duration", default="10m", help="How long to watch (default: 10m)")
     monitor.add_argument("--interval", default="30s", help="Time between rounds (default: 30s)")
     monitor.add_argument(
@@ -297,8 +308,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def _run(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "targets_file", "unset") is None:
+        # like the plugin: the nearest targets file from here upward, so any folder works
+        args.targets_file = find_targets_file(Path.cwd()) or Path(DEFAULT_TARGETS_FILE)
     try:
         return int(args.handler(args))
     except ConfigError as exc:
@@ -307,6 +321,25 @@ def main(argv: list[str] | None = None) -> int:
     except LocalPlatformError as exc:
         print(f"postdeploy: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's final flush has nowhere to fail."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; its exit status. A closed output pipe ends it quietly (141)."""
+    try:
+        try:
+            return _run(argv)
+        finally:
+            sys.stdout.flush()  # inside the try: buffered output fails here, not at exit
+    except BrokenPipeError:
+        _drop_stdout()
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

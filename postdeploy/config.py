@@ -583,3 +583,18 @@ def load_targets(
             raise ConfigError(f"{source}: targets.{name} must be a table ([targets.{name}])")
         targets[name] = _build_target(name, raw, defaults, source, environ)
     return TargetsFile(file, targets)
+
+
+def find_targets_file(start: str | os.PathLike[str]) -> Path | None:
+    """The nearest ``targets.toml`` in ``start`` or a folder above it, or None.
+
+    Found the way pytest finds its ini file, from where the user stands: pytest settles its
+    rootdir before plugin options are parsed, so a path option written ``--reports-dir DIR``
+    can move the rootdir out of the project, while the invocation directory cannot move.
+    """
+    here = Path(start).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / DEFAULT_TARGETS_FILE
+        if candidate.is_file():
+            return candidate
+    return None

@@ -7,8 +7,6 @@ once with the same message instead of waiting out a timeout each.
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 from typing import TYPE_CHECKING
 
 import httpx
@@ -16,49 +14,22 @@ import pytest
 
 from postdeploy.contract import PATHS
 from postdeploy.gate import TargetUnreachable
-from postdeploy.http import Recorder, new_client
+from postdeploy.http import RECORDER_KEY, Recorder, new_client
+from postdeploy.settings import settings_of
 from postdeploy.users import SyntheticUser, UserFactory
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from postdeploy.config import Target
-    from postdeploy.plugin import RunSettings
+    from postdeploy.settings import RunSettings
 
-RECORDER_KEY = pytest.StashKey[Recorder]()
 #: Connect timeout of the one reachability probe per target and run.
 PROBE_CONNECT_TIMEOUT_S = 5.0
-#: Platforms whose driver's current release carries the app's version (the command driver's
-#: releases_command says it); the others know platform release ids (v12, a task definition).
-APP_VERSION_PLATFORMS = frozenset({"command"})
 
 
 def _settings(config: pytest.Config) -> RunSettings:
-    from postdeploy.plugin import SETTINGS_KEY
-
-    return config.stash[SETTINGS_KEY]
-
-
-# -- the local platform --------------------------------------------------------------------
-
-
-def prepare_local(target: Target, settings: RunSettings) -> Target:
-    """Deploy the reference app if nothing serves locally; trust the local CA for it."""
-    from postdeploy.local.platform import DEFAULT_VERSION, LocalPlatform
-
-    platform = LocalPlatform(target.url)
-    platform.ensure_deployed(settings.expect_version or DEFAULT_VERSION, settings.run_id)
-    if target.ca_file:
-        return target
-    return dataclasses.replace(target, ca_file=str(platform.ca_file))
-
-
-def finish_local(target: Target, settings: RunSettings) -> None:
-    """Stop the local deployment if this run started it."""
-    from postdeploy.local.platform import LocalPlatform, LocalPlatformError
-
-    with contextlib.suppress(LocalPlatformError):
-        LocalPlatform(target.url).stop_if_started_by(settings.run_id)
+    return settings_of(config)
 
 
 # -- fixtures ------------------------------------------------------------------------------
@@ -70,7 +41,7 @@ def run_id(pytestconfig: pytest.Config) -> str:
     return _settings(pytestconfig).run_id
 
 
-def _probe(target: Target) -> str:
+def _serving_version(target: Target) -> str:
     """The version the target reports; raises TargetUnreachable if it does not answer."""
     try:
         with new_client(
@@ -94,12 +65,13 @@ def target(request: pytest.FixtureRequest) -> Target:
     """The deployment under validation (parametrized: one per selected target)."""
     settings = _settings(request.config)
     selected: Target = settings.targets[request.param]
-    if selected.platform == "local":
-        try:
-            selected = prepare_local(selected, settings)
-        except Exception as exc:
-            raise TargetUnreachable(f"target {selected.name!r}: {exc}") from None
-    settings.serving_versions[selected.name] = _probe(selected)
+    from postdeploy.rollback import lifecycle_of
+
+    try:  # a platform postdeploy runs itself (local) deploys here if nothing serves
+        selected = lifecycle_of(selected).prepare(settings.run_id, settings.expect_version)
+    except Exception as exc:
+        raise TargetUnreachable(f"target {selected.name!r}: {exc}") from None
+    settings.serving_versions[selected.name] = _serving_version(selected)
     return selected
 
 
@@ -109,19 +81,9 @@ def expected_version(request: pytest.FixtureRequest, target: Target) -> str | No
     settings = _settings(request.config)
     if settings.expect_version:
         return settings.expect_version
-    if target.platform == "local":
-        from postdeploy.local.platform import LocalPlatform
+    from postdeploy.rollback import lifecycle_of
 
-        current = LocalPlatform(target.url).current()
-        return current.version if current else None
-    if target.platform in APP_VERSION_PLATFORMS:
-        from postdeploy.rollback import DriverError, driver_for
-
-        try:
-            return driver_for(target).current().version or None
-        except DriverError:
-            return None  # the driver cannot tell; only --expect-version can
-    return None
+    return lifecycle_of(target).current_app_version()
 
 
 @pytest.fixture
@@ -152,19 +114,3 @@ def new_user(target: Target, recorder: Recorder, run_id: str) -> Iterator[UserFa
 def user(new_user: UserFactory) -> SyntheticUser:
     """A registered, logged-in synthetic user (bearer token in ``user.auth``)."""
     return new_user()
-
-
-def attach_exchanges(item: pytest.Item) -> None:
-    """Attach the test's recorded HTTP exchanges to the Allure report (already redacted)."""
-    recording = item.stash.get(RECORDER_KEY, None)
-    if recording is None or not recording.exchanges:
-        return
-    try:
-        import allure
-    except ImportError:  # pragma: no cover - allure-pytest is a dependency
-        return
-    allure.attach(
-        recording.render(),
-        name="HTTP exchanges (credentials redacted)",
-        attachment_type=allure.attachment_type.TEXT,
-    )

@@ -16,8 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from postdeploy.redact import redact_text
+
 if TYPE_CHECKING:
     import pytest
+    from _pytest.reports import TestReport
 
 #: Keys under which a test report carries postdeploy facts (``report.user_properties``).
 PROP_TARGET = "postdeploy_target"
@@ -71,6 +74,14 @@ def classify(excinfo: pytest.ExceptionInfo[BaseException]) -> Outcome:
     if excinfo.errisinstance(pytest.skip.Exception):
         return Outcome.SKIPPED
     return Outcome.BROKEN
+
+
+def failure_message(report: TestReport) -> str:
+    """What a failed report says, in one line where pytest has one (the crash message),
+    redacted; at most :data:`MAX_MESSAGE` characters of the long form otherwise."""
+    crash = getattr(report.longrepr, "reprcrash", None)
+    text = str(crash.message) if crash is not None else str(report.longrepr or "")[-MAX_MESSAGE:]
+    return redact_text(text)
 
 
 @dataclass

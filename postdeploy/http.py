@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import httpx
+import pytest
 
 from postdeploy.redact import redact_body, redact_headers, redact_url
 
@@ -97,6 +98,10 @@ class Recorder:
 
     def render(self) -> str:
         return "\n\n".join(exchange.render() for exchange in self.exchanges)
+
+
+#: On a test item: the Recorder of its HTTP exchanges (see ``fixtures.recorder``).
+RECORDER_KEY = pytest.StashKey[Recorder]()
 
 
 def _has_elapsed(response: httpx.Response) -> bool:

@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import secrets
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
-from postdeploy.config import DEFAULT_TARGETS_FILE, ConfigError, Target, load_targets
+from postdeploy.config import DEFAULT_TARGETS_FILE, ConfigError, load_targets
 from postdeploy.gate import (
     PROP_CATEGORY,
     PROP_GATING,
@@ -29,27 +26,21 @@ from postdeploy.gate import (
 )
 from postdeploy.performance.load import load_profile_option, load_workers_option
 from postdeploy.performance.options import compare_with_option
+from postdeploy.rootdir import locate_targets_file
+from postdeploy.settings import CATEGORY_FOLDERS, SETTINGS_KEY, RunSettings, new_run_id
 
 if TYPE_CHECKING:
     from collections.abc import Generator
 
     from _pytest.reports import TestReport
 
-pytest_plugins = ["postdeploy.fixtures"]
+# The nouns tests use; the browser ones (Playwright) import Playwright only when a test asks.
+pytest_plugins = ["postdeploy.fixtures", "postdeploy.browser"]
 
 DEFAULT_TARGET = "local"
 TARGET_ENV = "POSTDEPLOY_TARGET"
 DEFAULT_REPORTS_DIR = "reports"
 ROLLBACK_MODES = ("off", "dry-run", "auto")
-
-#: suites/<folder>/ -> the category marker its tests get.
-CATEGORY_FOLDERS = {
-    "functional": "functional",
-    "performance": "performance",
-    "security": "security",
-    "monitoring": "monitoring",
-    "journeys": "journey",
-}
 
 MARKERS = {
     "gating": "gating: a failure blocks promotion and may trigger a rollback",
@@ -63,27 +54,10 @@ MARKERS = {
 }
 
 
-@dataclass
-class RunSettings:
-    """What every process of a run (controller and xdist workers) knows about it."""
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from postdeploy import hookspecs
 
-    run_id: str
-    targets: dict[str, Target]
-    targets_file: Path
-    rollback: str
-    expect_version: str | None
-    reports_dir: Path
-    rootdir: Path
-    load_error: str | None = None
-    notify: bool = True
-    serving_versions: dict[str, str] = field(default_factory=dict)
-
-    def marker_file(self, target: str) -> Path:
-        """Exists once ``target`` was rolled back in this run (seen by every worker)."""
-        return self.reports_dir / ".runs" / self.run_id / f"rolled-back-{target}"
-
-
-SETTINGS_KEY = pytest.StashKey[RunSettings]()
+    pluginmanager.add_hookspecs(hookspecs)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -100,7 +74,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         dest="postdeploy_targets_file",
         default=None,
         metavar="PATH",
-        help=f"Targets file (default: {DEFAULT_TARGETS_FILE} in the rootdir)",
+        help=f"Targets file (default: the nearest {DEFAULT_TARGETS_FILE} from here upward)",
     )
     if importlib.util.find_spec("pytest_base_url") is None:
         # pytest-base-url (pulled in by pytest-playwright) owns --base-url when installed;
@@ -206,20 +180,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-def _new_run_id() -> str:
-    return time.strftime("%Y%m%d%H%M%S", time.gmtime()) + secrets.token_hex(2)
-
-
 def _load_settings(config: pytest.Config) -> RunSettings:
     option = config.option
     rootdir = Path(config.rootpath)
     explicit = option.postdeploy_targets_file or option.postdeploy_target
-    targets_file = Path(option.postdeploy_targets_file or rootdir / DEFAULT_TARGETS_FILE)
+    targets_file = locate_targets_file(config, option.postdeploy_targets_file)
     workerinput = getattr(config, "workerinput", None)
     run_id = (
         workerinput["postdeploy_run_id"]
         if workerinput
-        else option.postdeploy_run_id or _new_run_id()
+        else option.postdeploy_run_id or new_run_id()
     )
     reports_dir = Path(option.postdeploy_reports_dir or rootdir / DEFAULT_REPORTS_DIR)
     settings = RunSettings(
@@ -258,18 +228,12 @@ def _load_settings(config: pytest.Config) -> RunSettings:
 
 def _check_rollback(settings: RunSettings) -> None:
     """--rollback needs a working driver for every target: say so before any test runs."""
-    if settings.rollback == "off":
-        return
-    from postdeploy.rollback import DriverUnavailable, driver_for
+    from postdeploy.rollback import DriverUnavailable, preflight
 
-    for target in settings.targets.values():
-        try:
-            driver_for(target).preflight()
-        except DriverUnavailable as exc:
-            raise pytest.UsageError(
-                f"--rollback {settings.rollback} cannot work: {exc}. "
-                "Fix the target's rollback settings or run with --rollback off"
-            ) from None
+    try:
+        preflight(settings.targets.values(), settings.rollback)
+    except DriverUnavailable as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def _runs_suites(config: pytest.Config) -> bool:
@@ -288,6 +252,9 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", line)
     settings = _load_settings(config)
     config.stash[SETTINGS_KEY] = settings
+    from postdeploy.reporting.terminal import UnreachableOnce
+
+    config.pluginmanager.register(UnreachableOnce(settings.secrets), "postdeploy-unreachable")
     if settings.load_error or not _runs_suites(config):
         return
     # Strict markers in every validation run: a typo in a marker must not silently
@@ -390,7 +357,7 @@ def pytest_runtest_makereport(
         (PROP_VERSION, settings.serving_versions.get(name, "")),
     ]
     if report.failed:
-        from postdeploy.fixtures import attach_exchanges
+        from postdeploy.reporting.attachments import attach_exchanges
 
         attach_exchanges(item)
     return report

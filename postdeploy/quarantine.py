@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING
 import pytest
 from _pytest.runner import runtestprotocol
 
-from postdeploy.gate import PROP_ATTEMPTS, PROP_FIRST_FAILURE, PROP_QUARANTINED
-from postdeploy.redact import redact_text
+from postdeploy.gate import PROP_ATTEMPTS, PROP_FIRST_FAILURE, PROP_QUARANTINED, failure_message
+from postdeploy.settings import QUARANTINED_KEY
 
 if TYPE_CHECKING:
     from collections.abc import Generator
@@ -45,7 +45,6 @@ QUARANTINE_RERUNS = 1
 RERUN_PHASES = ("setup", "call")
 
 #: On an item: the quarantine entry that matched it.
-QUARANTINE_KEY = pytest.StashKey["Entry"]()
 #: On the config: the loaded quarantine file.
 QUARANTINE_FILE_KEY = pytest.StashKey["Quarantine"]()
 
@@ -123,12 +122,6 @@ class Quarantine:
         return [e for e in self.entries if e.line not in self.used]
 
 
-def failure_message(report: TestReport) -> str:
-    crash = getattr(report.longrepr, "reprcrash", None)
-    text = str(crash.message) if crash is not None else str(report.longrepr or "")[-2000:]
-    return redact_text(text)
-
-
 class Reruns:
     """Marks quarantined checks and reruns failures, in the process that runs the tests."""
 
@@ -143,10 +136,10 @@ class Reruns:
         for item in items:
             entry = self.quarantine.entry_for(item)
             if entry is not None:
-                item.stash[QUARANTINE_KEY] = entry
+                item.stash[QUARANTINED_KEY] = entry.describe()
 
     def attempts(self, item: pytest.Item) -> int:
-        if QUARANTINE_KEY in item.stash:
+        if QUARANTINED_KEY in item.stash:
             return 1 + max(self.reruns, QUARANTINE_RERUNS)
         return 1 + self.reruns
 
@@ -155,9 +148,9 @@ class Reruns:
         self, item: pytest.Item
     ) -> Generator[None, TestReport, TestReport]:
         report = yield
-        entry = item.stash.get(QUARANTINE_KEY, None)
+        entry = item.stash.get(QUARANTINED_KEY, None)
         if entry is not None:
-            report.user_properties = [*report.user_properties, (PROP_QUARANTINED, entry.describe())]
+            report.user_properties = [*report.user_properties, (PROP_QUARANTINED, entry)]
         return report
 
     @pytest.hookimpl(tryfirst=True)
@@ -188,9 +181,9 @@ class Reruns:
                     ]
                 ihook.pytest_runtest_logreport(report=report)
             if attempt > 1 and not any(r.failed for r in reports):
-                from postdeploy.reporting.allure_labels import mark_flaky
-
-                mark_flaky(self.config, attempt, first_failure)
+                ihook.pytest_postdeploy_flaky(
+                    item=item, attempts=attempt, first_failure=first_failure
+                )
             ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
             break
         return True

@@ -27,6 +27,7 @@ from postdeploy.gate import (
     Gate,
     Outcome,
     TargetResults,
+    failure_message,
 )
 from postdeploy.reporting.verdict import (
     VERDICT_FILE,
@@ -36,6 +37,7 @@ from postdeploy.reporting.verdict import (
     write_verdict,
 )
 from postdeploy.reporting.verdict import target_verdict as build_target_verdict
+from postdeploy.rollback.consistency import DataMarkers
 from postdeploy.rollback.controller import (
     AUDIT_FILE,
     AuditLog,
@@ -49,14 +51,8 @@ if TYPE_CHECKING:
     from _pytest.reports import TestReport
     from _pytest.terminal import TerminalReporter
 
-    from postdeploy.plugin import RunSettings
-
-
-def _message(report: TestReport) -> str:
-    crash = getattr(report.longrepr, "reprcrash", None)
-    if crash is not None:
-        return str(crash.message)
-    return str(report.longrepr or "")[-2000:]
+    from postdeploy.config import Target
+    from postdeploy.settings import RunSettings
 
 
 class ValidationRun:
@@ -68,26 +64,47 @@ class ValidationRun:
         self.started_at = now()
         self.results = {name: TargetResults(name) for name in settings.targets}
         self.serving_versions: dict[str, str] = {}
+        #: the data markers written at the start of a run that may roll back (consistency.py)
+        self.markers = DataMarkers(settings.run_id) if settings.rollback == Mode.AUTO else None
         self.controller = RollbackController(
             Mode(settings.rollback),
             AuditLog(settings.reports_dir / AUDIT_FILE, settings.run_id),
-            Verifier(settings.rootdir, settings.targets_file, settings.reports_dir),
-        )
+            Verifier(
+                settings.rootdir, settings.targets_file, settings.reports_dir,
+                markers=self.markers,
+            ),
+        )  # fmt: skip
         self.verdict: dict[str, Any] | None = None
-        self.started_local: list[str] = []
 
-    # -- the local platform: deploy before the run when nothing serves ---------------------
+    # -- the platforms' part: deploy before the run where the platform does (local) --------
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
-        from postdeploy.fixtures import prepare_local
+        from postdeploy.rollback import lifecycle_of
 
         for target in self.settings.targets.values():
-            if target.platform != "local":
-                continue
             try:
-                prepare_local(target, self.settings)
+                lifecycle_of(target).prepare(self.settings.run_id, self.settings.expect_version)
             except Exception as exc:
                 raise pytest.UsageError(f"target {target.name!r}: {exc}") from None
+            if self.markers is not None:
+                self._write_marker(target)
+
+    def _write_marker(self, target: Target) -> None:
+        """The data marker a rollback's verification reads back; never fails the run."""
+        assert self.markers is not None
+        try:
+            result = self.markers.write(target)
+        except Exception as exc:  # the harness's trouble: the verification will say so
+            result = {"status": "not-written", "reason": f"{type(exc).__name__}: {exc}"}
+        self.controller.audit.write(target, "data_marker", **result)
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        """The gating checks of each target, re-run by a rollback's verification."""
+        for item in session.items:
+            callspec = getattr(item, "callspec", None)
+            name = callspec.params.get("target") if callspec else None
+            if name in self.results and item.get_closest_marker("gating") is not None:
+                self.controller.gating_checks.setdefault(name, []).append(item.nodeid)
 
     # -- results ---------------------------------------------------------------------------
 
@@ -117,8 +134,11 @@ class ValidationRun:
             gating=bool(props.get(PROP_GATING)) and not quarantined,
             category=props.get(PROP_CATEGORY, ""),
             phase=report.when,
-            message=_message(report) if kind in (Outcome.FAILED, Outcome.BROKEN) else "",
+            message=failure_message(report) if kind in (Outcome.FAILED, Outcome.BROKEN) else "",
         )
+        checks = self.controller.gating_checks.setdefault(name, [])
+        if props.get(PROP_GATING) and report.nodeid not in checks:
+            checks.append(report.nodeid)  # under xdist the controller collects nothing itself
         if results.gate_failed and not failed_before:
             self._gate_failed(name, time.monotonic())
 
@@ -135,11 +155,10 @@ class ValidationRun:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        from postdeploy.fixtures import finish_local
+        from postdeploy.rollback import lifecycle_of
 
         for target in self.settings.targets.values():
-            if target.platform == "local":
-                finish_local(target, self.settings)
+            lifecycle_of(target).finish(self.settings.run_id)
         targets = {}
         for name, target in self.settings.targets.items():
             record = self.controller.records.get(name)
@@ -171,12 +190,10 @@ class ValidationRun:
                 if self.settings.notify
                 else []
             )
-        from postdeploy.reporting.allure_files import known_secrets
-
         write_verdict(
             self.settings.reports_dir / VERDICT_FILE,
             self.verdict,
-            known_secrets(self.settings.targets.values()),
+            self.settings.secrets,
         )
         self._finish_reports()
 
@@ -202,15 +219,12 @@ class ValidationRun:
             allure_files.write_run_files(Path(results_dir), self.settings, self.verdict)
         xmlpath = getattr(self.config.option, "xmlpath", None)
         if xmlpath:
-            secrets = allure_files.known_secrets(self.settings.targets.values())
-            allure_files.scrub_junit(Path(xmlpath), secrets)
+            allure_files.scrub_junit(Path(xmlpath), self.settings.secrets)
 
     def pytest_terminal_summary(self, terminalreporter: TerminalReporter) -> None:
         if self.verdict is None:
             return
         terminalreporter.section("postdeploy verdict")
-        from postdeploy.reporting.allure_files import known_secrets
-
-        for line in summary_lines(self.verdict, known_secrets(self.settings.targets.values())):
+        for line in summary_lines(self.verdict, self.settings.secrets):
             terminalreporter.write_line(line)
         terminalreporter.write_line(f"verdict: {self.settings.reports_dir / VERDICT_FILE}")

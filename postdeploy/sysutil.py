@@ -1,10 +1,15 @@
-"""Small operating-system helpers the engine shares: a bounded file lock, importing a file."""
+"""Small operating-system helpers the engine shares, one per job.
+
+A bounded file lock, importing a file, whether a process is alive, a free loopback port.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
 import importlib.util
+import os
+import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -13,6 +18,9 @@ from types import ModuleType
 
 #: How often a waiting lock is tried again.
 LOCK_POLL_S = 0.05
+LOOPBACK = "127.0.0.1"
+#: The process state letter /proc/PID/stat gives a zombie (exited, not yet reaped).
+ZOMBIE_STATE = "Z"
 
 
 class LockTimeout(Exception):
@@ -48,3 +56,46 @@ def import_file(path: Path, name: str) -> ModuleType | None:
     finally:
         del sys.modules[spec.name]
     return module
+
+
+def process_alive(pid: int, marker: bytes | None = None) -> bool:
+    """Whether process ``pid`` runs (a zombie does not).
+
+    With ``marker``, only a process whose command line contains it counts, so a pid the
+    system reused for something else is not mistaken for the process that was started.
+    """
+    if pid <= 0:
+        return False
+    if marker is not None:
+        try:  # a zombie's command line is empty
+            return marker in Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc to ask: the signal reached it
+    return stat.rsplit(")", 1)[1].split()[0] != ZOMBIE_STATE
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    """A TCP port on ``host`` that nothing listens on now (the system picks it)."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+def port_is_free(port: int, host: str = LOOPBACK) -> bool:
+    """Whether ``port`` on ``host`` can be bound now."""
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True

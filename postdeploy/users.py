@@ -5,15 +5,11 @@ from __future__ import annotations
 import secrets
 import warnings
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import httpx
 
 from postdeploy.contract import PATHS
-
-if TYPE_CHECKING:
-    from postdeploy.config import Target
-    from postdeploy.http import Recorder
+from postdeploy.expect import expect_status
 
 #: Synthetic accounts are ``pd-<run id>-<random>@SYNTHETIC_DOMAIN``.
 SYNTHETIC_DOMAIN = "example.com"
@@ -42,13 +38,6 @@ class SyntheticUser:
         return {"email": self.email, "password": self.password}
 
 
-def _expect(response: httpx.Response, status: int, what: str) -> None:
-    assert response.status_code == status, (
-        f"{what}: expected HTTP {status} from {response.request.method} "
-        f"{response.request.url.path}, got {response.status_code}: {response.text[:300]}"
-    )
-
-
 class UserFactory:
     """Creates synthetic users on a target and deletes every one of them at :meth:`cleanup`."""
 
@@ -65,14 +54,14 @@ class UserFactory:
         """Register a user (not logged in). Fails the test if registration does not work."""
         user = SyntheticUser(self.new_email(), secrets.token_urlsafe(18), name)
         response = self.client.post(PATHS.register, json={**user.credentials, "name": name})
-        _expect(response, 201, "registering a synthetic user")
+        expect_status(response, 201, what="registering a synthetic user")
         user.id = response.json().get("id")
         self.created.append(user)
         return user
 
     def login(self, user: SyntheticUser) -> SyntheticUser:
         response = self.client.post(PATHS.login, json=user.credentials)
-        _expect(response, 200, f"logging in synthetic user {user.email}")
+        expect_status(response, 200, what=f"logging in synthetic user {user.email}")
         user.token = response.json()["access_token"]
         self.client.cookies.clear()
         return user
@@ -123,8 +112,3 @@ class UserFactory:
         response = self.client.delete(PATHS.account, headers={"Authorization": f"Bearer {token}"})
         return response.status_code in (204, 404)
 
-
-def new_factory(target: Target, recorder: Recorder | None, run_id: str) -> UserFactory:
-    from postdeploy.http import new_client
-
-    return UserFactory(new_client(target, recorder), run_id)

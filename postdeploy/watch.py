@@ -12,7 +12,6 @@ Defaults come from the operations plan: 5 errors, 5000 ms, a 30 s interval.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import time
 from collections.abc import Callable
@@ -32,6 +31,7 @@ from postdeploy.reporting.verdict import (
     verdict_document,
     write_verdict,
 )
+from postdeploy.rollback import lifecycle_of
 from postdeploy.rollback.controller import (
     AUDIT_FILE,
     AuditLog,
@@ -108,14 +108,6 @@ def probe(client: httpx.Client, path: str, latency_threshold_ms: float) -> str:
     return ""
 
 
-def _local_ca(target: Target) -> Target:
-    if target.platform != "local" or target.ca_file:
-        return target
-    from postdeploy.local.platform import LocalPlatform
-
-    return dataclasses.replace(target, ca_file=str(LocalPlatform(target.url).ca_file))
-
-
 def watch(
     target: Target,
     settings: WatchSettings,
@@ -130,7 +122,7 @@ def watch(
     say: Callable[[str], None] = print,
 ) -> WatchResult:
     """Watch ``target`` for ``settings.duration_s``; roll back when errors reach the threshold."""
-    target = _local_ca(target)
+    target = lifecycle_of(target).client_target()  # trusting the platform's own CA, if any
     controller = controller or RollbackController(
         mode,
         AuditLog(reports_dir / AUDIT_FILE, run_id),
@@ -191,7 +183,7 @@ def watch(
         source="watch",
         targets={target.name: entry},
     )
-    from postdeploy.reporting.allure_files import known_secrets
+    from postdeploy.settings import known_secrets
 
     write_verdict(reports_dir / VERDICT_FILE, verdict, known_secrets([target]))
     return WatchResult(results, record, requests, rounds, verdict)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -22,18 +21,13 @@ from pathlib import Path
 import pytest
 
 from postdeploy.local.platform import LocalPlatform
+from postdeploy.sysutil import free_port
 
 pytest_plugins = ["pytester"]
 
 REPO = Path(__file__).resolve().parents[1]
 #: A bounded wall-clock limit for one run of the suites in a subprocess.
 SUITE_RUN_TIMEOUT_S = 300
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @dataclass

@@ -206,7 +206,7 @@ def test_executor_names_the_ci_build() -> None:
 
 def test_environment_properties_escape_and_hide_credentials(monkeypatch) -> None:
     from postdeploy.config import Target
-    from postdeploy.plugin import RunSettings
+    from postdeploy.settings import RunSettings
 
     target = Target("fly", "fly", "https://user:pa55word-long@app.example")
     settings = RunSettings(

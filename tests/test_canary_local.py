@@ -19,8 +19,9 @@ import jsonschema
 import pytest
 
 from postdeploy.local.platform import LocalPlatform
+from postdeploy.sysutil import free_port
 
-from .conftest import REPO, free_port
+from .conftest import REPO
 
 CANARY = "suites/performance/test_canary.py"
 SLO = "suites/performance/test_response_times.py"

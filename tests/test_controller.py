@@ -78,7 +78,9 @@ def audit(tmp_path):
 
 def controller(mode, audit, verified="passed"):
     ledger = Ledger(audit.path.parent / "ledger")
-    return RollbackController(Mode(mode), audit, lambda target: {"status": verified}, ledger)
+    return RollbackController(
+        Mode(mode), audit, lambda target, **_: {"status": verified}, ledger
+    )
 
 
 def events(audit) -> list[str]:
@@ -152,7 +154,7 @@ def test_failed_verification_escalates(audit):
         make_target(), "x", driver=MemoryDriver()
     )
     assert record.status is Status.FAILED
-    assert "fail against it too" in record.reason
+    assert "verification failed" in record.reason
     assert record.escalate
 
 

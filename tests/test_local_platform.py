@@ -8,7 +8,11 @@ import ssl
 import httpx
 import pytest
 
-from postdeploy.local.platform import LocalPlatform, LocalPlatformError
+from postdeploy.config import Target, load_targets
+from postdeploy.local import sentry_standin
+from postdeploy.local.platform import DEFAULT_VERSION, LocalPlatform, LocalPlatformError
+from postdeploy.rollback import DriverError
+from postdeploy.rollback.local import LocalDriver
 
 
 def health(env) -> dict:
@@ -94,3 +98,49 @@ def test_the_cli_reports_bad_input_without_a_traceback(local_env):
     wrong = local_env.cli("local", "--target", "fly", "status")
     assert wrong.returncode == 2
     assert "'fly' is not a local target" in wrong.stderr
+
+
+# -- the local driver's part in a run (the lifecycle hooks of the driver protocol) ----------
+
+
+def local_target(tmp_path, url: str) -> Target:
+    path = tmp_path / "targets.toml"
+    path.write_text(f'[targets.local]\nplatform = "local"\nurl = "{url}"\n', encoding="utf-8")
+    return load_targets(path, environ={}).targets["local"]
+
+
+def test_a_run_deploys_when_nothing_serves_and_stops_only_what_it_started(local_env, tmp_path):
+    platform = local_env.platform
+    platform.stop()
+    driver = LocalDriver(local_target(tmp_path, local_env.url), platform)
+
+    prepared = driver.prepare("run-a", None)
+    assert prepared.ca_file == str(platform.ca_file)
+    assert driver.current_app_version() == DEFAULT_VERSION
+    assert health(local_env)["version"] == DEFAULT_VERSION
+
+    driver.prepare("run-b", "9.9.9")  # something serves: a second run leaves it alone
+    assert driver.current_app_version() == DEFAULT_VERSION
+    driver.finish("run-b")
+    assert platform.status().running
+
+    driver.finish("run-a")
+    assert not platform.status().running
+    assert driver.current_app_version() is None
+
+
+def test_the_local_driver_reports_the_monitoring_services_of_the_platform(local_env, tmp_path):
+    platform = local_env.platform
+    platform.deploy("6.0.0")
+    services = LocalDriver(local_target(tmp_path, local_env.url), platform).services()
+
+    sentry = services.sentry()
+    standin = sentry_standin.running(platform.state_dir)
+    assert standin is not None
+    assert (sentry.api_url, sentry.token, sentry.standin) == (standin.url, standin.api_token, True)
+    assert standin.api_token not in repr(sentry)
+    assert services.error_trigger_token() == sentry_standin.read_trigger_token(platform.state_dir)
+
+    platform.stop()
+    with pytest.raises(DriverError, match="the local Sentry stand-in is not running"):
+        services.sentry()

@@ -38,6 +38,8 @@ def test_a_failed_gate_sends_one_message_per_channel_with_the_rollback(
     local_env, receiver, notify_env
 ):
     local_env.platform.deploy("1.0.0")
+    # the good release's gate writes the data marker that the rollback's verification reads
+    local_env.run("-m", "gating", "--rollback", "auto", suites=CORE)
     local_env.platform.deploy("2.0.0", ["login_broken"])
     run = local_env.run("-m", "gating", "--rollback", "auto", suites=CORE, env=notify_env)
     slack, pagerduty = by_channel(receiver)

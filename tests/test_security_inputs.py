@@ -50,7 +50,7 @@ def test_a_broken_corpus_is_named(tmp_path):
 
 
 def test_every_input_of_the_contract_is_probed(corpus):
-    probes = inputs.probes(corpus, new_email, EXISTING)
+    probes = inputs.hostile_requests(corpus, new_email, EXISTING)
     probed = {probe.input for probe in probes}
     assert {f"{spec.method} {spec.path}" for spec in JSON_INPUTS} <= probed
     assert {f"GET {template.format('{id}')}" for template in PATH_INPUTS} <= probed
@@ -62,7 +62,7 @@ def test_every_input_of_the_contract_is_probed(corpus):
 
 
 def test_registrations_reuse_an_existing_address_and_logins_a_fresh_one(corpus):
-    probes = inputs.probes(corpus, new_email, EXISTING)
+    probes = inputs.hostile_requests(corpus, new_email, EXISTING)
     register = f"POST {PATHS.register}"
     login = f"POST {PATHS.login}"
     name_probe = next(p for p in probes if p.input == register and p.location == "field 'name'")
@@ -74,7 +74,7 @@ def test_registrations_reuse_an_existing_address_and_logins_a_fresh_one(corpus):
 
 
 def test_structural_payloads_must_be_refused(corpus):
-    probes = inputs.probes(corpus, new_email, EXISTING)
+    probes = inputs.hostile_requests(corpus, new_email, EXISTING)
     by_kind = {(p.input, p.location, p.payload.kind, p.payload.label): p for p in probes}
     session = f"POST {PATHS.session}"
     assert by_kind[(session, "field 'content_id'", "wrong_types", "1")].structural
@@ -88,7 +88,7 @@ def test_structural_payloads_must_be_refused(corpus):
 
 
 def test_raw_bodies_carry_invalid_utf8_and_deep_nesting(corpus):
-    probes = inputs.probes(corpus, new_email, EXISTING)
+    probes = inputs.hostile_requests(corpus, new_email, EXISTING)
     utf8 = next(p for p in probes if p.payload.kind == "invalid_utf8")
     assert utf8.payload.value in utf8.body
     with pytest.raises(UnicodeDecodeError):
@@ -98,14 +98,15 @@ def test_raw_bodies_carry_invalid_utf8_and_deep_nesting(corpus):
 
 
 def test_pages_get_only_payloads_that_escaping_changes(corpus):
-    probes = [p for p in inputs.probes(corpus, new_email, EXISTING) if p.input == "GET /login"]
+    made = inputs.hostile_requests(corpus, new_email, EXISTING)
+    probes = [p for p in made if p.input == "GET /login"]
     assert probes
     assert all("next=" in p.path for p in probes)
     assert {p.payload.kind for p in probes} >= {"xss", "sqli"}
 
 
 def answer(status, text="", content_type="application/json", kind="xss", value="<b>x</b>"):
-    probe = inputs.Probe("POST /x", "field 'a'", inputs.Payload(kind, value), "POST", "/x")
+    probe = inputs.HostileRequest("POST /x", "field 'a'", inputs.Payload(kind, value), "POST", "/x")
     return inputs.Answer(probe, status=status, content_type=content_type, text=text)
 
 
@@ -145,7 +146,7 @@ def test_a_dead_server_is_no_answer_not_a_crash():
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=2) as client:
-        got = inputs.send(client, answer(0).probe)
+        got = inputs.send(client, answer(0).request)
     assert got.status is None
     (problem,) = inputs.server_error_problems([got])
     assert "no answer (ConnectError" in problem

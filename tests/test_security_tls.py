@@ -16,6 +16,7 @@ from postdeploy.config import load_targets
 from postdeploy.local import certs
 from postdeploy.local.tls_profiles import INTERMEDIATE_CIPHERS
 from postdeploy.security import tls
+from postdeploy.sysutil import free_port
 
 #: Network timeouts: short where the server is meant to fail, roomier where every probe must
 #: get its answer on a busy machine.
@@ -28,12 +29,6 @@ CHECKS = (
     tls.mozilla_problems,
     tls.vulnerability_problems,
 )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class _Quiet(BaseHTTPRequestHandler):

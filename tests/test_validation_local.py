@@ -105,6 +105,8 @@ def test_each_fault_is_caught_by_its_check(local_env, fault):
 def test_a_failing_gate_rolls_back_verifies_and_records_it(local_env):
     platform = local_env.platform
     good = platform.deploy("1.0.0")
+    # the gate of the good release writes the data marker a later rollback reads back
+    assert local_env.run("-m", "gating", "--rollback", "auto", suites=CORE).returncode == 0
     bad = platform.deploy("2.0.0", ["login_broken"])
     run = local_env.run("-m", "gating", "--rollback", "auto", suites=CORE)
 
@@ -116,6 +118,8 @@ def test_a_failing_gate_rolls_back_verifies_and_records_it(local_env):
     assert rollback["from_release"]["id"] == str(bad.id)
     assert rollback["to_release"]["id"] == str(good.id)
     assert rollback["verification"]["status"] == "passed"
+    assert rollback["verification"]["expect_version"] == "1.0.0"
+    assert rollback["verification"]["data"]["status"] == "passed"
     assert rollback["detection_to_call_s"] < 1.0
 
     current = platform.current()
@@ -123,7 +127,13 @@ def test_a_failing_gate_rolls_back_verifies_and_records_it(local_env):
 
     audit = (local_env.reports_root / f"run-{local_env.runs}" / "rollback-audit.jsonl").read_text()
     events = [json.loads(line)["event"] for line in audit.splitlines()]
-    assert events == ["gate_failed", "rollback_started", "rollback_serving", "rollback_succeeded"]
+    assert events == [
+        "data_marker",
+        "gate_failed",
+        "rollback_started",
+        "rollback_serving",
+        "rollback_succeeded",
+    ]
 
 
 def test_a_dry_run_records_the_decision_and_changes_nothing(local_env):

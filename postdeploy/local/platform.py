@@ -6,15 +6,8 @@ target's port, against one SQLite database file that outlives releases, and reco
 the release history. Rolling back redeploys an earlier release as a new history entry, the
 way Fly.io or Render do.
 
-State lives in ``POSTDEPLOY_STATE_DIR`` (default ``.postdeploy/`` in the repository)::
-
-    state.json          release history and the running deployment
-    ca.pem, ...         the local CA and the server certificate
-    secret.key          the app's signing key (kept so tokens survive a redeploy)
-    learning_assistant.db
-    logs/<release>.log  the app's JSON log lines, one file per release
-    sentry-standin/     the local Sentry stand-in each deployment reports to (sentry_standin.py)
-    error-trigger.token the secret of the app's test-only error route
+State lives in ``POSTDEPLOY_STATE_DIR`` (default ``.postdeploy/`` in the repository); its
+layout, lock and history format are :mod:`postdeploy.local.state`.
 """
 
 from __future__ import annotations
@@ -22,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import errno
-import json
 import os
 import secrets
 import signal
@@ -32,7 +24,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -40,22 +32,28 @@ import httpx
 
 from postdeploy import paths
 from postdeploy.local import certs, sentry_standin, tls_profiles
-from postdeploy.sysutil import LockTimeout, exclusive_lock, import_file
+from postdeploy.local import state as local_state
+from postdeploy.local.state import (
+    Deployment,
+    LocalPlatformError,
+    LocalRelease,
+    State,
+    app_alive,
+)
+from postdeploy.sysutil import import_file
 
 DEFAULT_VERSION = "1.0.0"
 APP_FACTORY = "learning_assistant.app:create_app"
 #: How long a new deployment may take to answer its first request.
 START_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 5.0
-LOCK_TIMEOUT_S = 60.0
 POLL_INTERVAL_S = 0.05
 #: Registration limit for local deployments: the self-tests register many users a minute.
 LOCAL_REGISTER_LIMIT = 1000
 DATABASE_FILE = "learning_assistant.db"
-
-
-class LocalPlatformError(Exception):
-    """A local deployment operation failed; the message says why and what to do."""
+#: The platform-side fault of a release whose rollback loses the data written so far (a
+#: destructive migration that a rollback cannot undo): the database is wiped on the way back.
+FAULT_DATA_LOSS_ON_ROLLBACK = "data_loss_on_rollback"
 
 
 def load_faults(app_dir: Path | None = None) -> dict[str, str]:
@@ -68,65 +66,6 @@ def load_faults(app_dir: Path | None = None) -> dict[str, str]:
             f"set {paths.APP_DIR_ENV} to the folder that holds learning_assistant/"
         )
     return dict(module.FAULTS)
-
-
-@dataclass(frozen=True)
-class LocalRelease:
-    id: int
-    version: str
-    faults: tuple[str, ...] = ()
-    deployed_at: str = ""
-    rolled_back_from: int | None = None
-
-    @property
-    def ref(self) -> str:
-        """What this release *is*: the version and its faults (``1.1.0+login_broken``)."""
-        return self.version + (f"+{','.join(sorted(self.faults))}" if self.faults else "")
-
-    @classmethod
-    def from_dict(cls, data: dict[str, object]) -> LocalRelease:
-        return cls(
-            id=int(data["id"]),  # type: ignore[call-overload]
-            version=str(data["version"]),
-            faults=tuple(data.get("faults") or ()),  # type: ignore[arg-type]
-            deployed_at=str(data.get("deployed_at", "")),
-            rolled_back_from=data.get("rolled_back_from"),  # type: ignore[arg-type]
-        )
-
-
-@dataclass
-class Deployment:
-    """The running process serving a release."""
-
-    release_id: int
-    pid: int
-    url: str
-    started_at: str
-    started_by: str = ""
-
-
-@dataclass
-class State:
-    releases: list[LocalRelease] = field(default_factory=list)
-    deployment: Deployment | None = None
-
-    def to_json(self) -> str:
-        return json.dumps(
-            {
-                "releases": [asdict(r) for r in self.releases],
-                "deployment": asdict(self.deployment) if self.deployment else None,
-            },
-            indent=2,
-        )
-
-    @classmethod
-    def from_json(cls, text: str) -> State:
-        data = json.loads(text)
-        deployment = data.get("deployment")
-        return cls(
-            releases=[LocalRelease.from_dict(r) for r in data.get("releases", [])],
-            deployment=Deployment(**deployment) if deployment else None,
-        )
 
 
 @dataclass(frozen=True)
@@ -171,14 +110,6 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
-def _alive(pid: int) -> bool:
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    return b"learning_assistant" in cmdline
-
-
 class LocalPlatform:
     """Deploy, inspect, roll back and stop the reference app on this machine."""
 
@@ -200,39 +131,17 @@ class LocalPlatform:
     # -- state ---------------------------------------------------------------------------
 
     @property
-    def _state_file(self) -> Path:
-        return self.state_dir / "state.json"
-
-    @property
     def ca_file(self) -> Path:
         return certs.ca_file(self.state_dir)
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[State]:
         """Exclusive access to the state; writes it back when the block succeeds."""
-        try:
-            with exclusive_lock(self.state_dir / "lock", LOCK_TIMEOUT_S, POLL_INTERVAL_S):
-                state = self._read()
-                yield state
-                tmp = self._state_file.with_suffix(".tmp")
-                tmp.write_text(state.to_json(), encoding="utf-8")
-                tmp.replace(self._state_file)
-        except LockTimeout:
-            raise LocalPlatformError(
-                f"another postdeploy process holds {self.state_dir / 'lock'} "
-                f"for more than {LOCK_TIMEOUT_S:.0f} s; wait for it or stop it"
-            ) from None
+        with local_state.locked(self.state_dir) as current:
+            yield current
 
     def _read(self) -> State:
-        if not self._state_file.exists():
-            return State()
-        try:
-            return State.from_json(self._state_file.read_text(encoding="utf-8"))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise LocalPlatformError(
-                f"{self._state_file} is corrupt ({exc}); move it away to start afresh "
-                "(release history will be lost)"
-            ) from None
+        return local_state.read(self.state_dir)
 
     def releases(self) -> list[LocalRelease]:
         """Release history, newest first."""
@@ -244,7 +153,7 @@ class LocalPlatform:
         release = None
         if deployment is not None:
             release = next((r for r in state.releases if r.id == deployment.release_id), None)
-        running = deployment is not None and _alive(deployment.pid)
+        running = deployment is not None and app_alive(deployment.pid)
         return Status(release, deployment, running)
 
     def current(self) -> LocalRelease | None:
@@ -302,7 +211,14 @@ class LocalPlatform:
                     f"release {status.release.id} ({status.release.ref}) has no earlier, "
                     "different release to roll back to"
                 )
+        if FAULT_DATA_LOSS_ON_ROLLBACK in status.release.faults:
+            self._wipe_database()
         return self.redeploy(to, rolled_back_from=status.release.id)
+
+    def _wipe_database(self) -> None:
+        """The data_loss_on_rollback fault: the database file (and its journals) is deleted."""
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            (self.state_dir / (DATABASE_FILE + suffix)).unlink(missing_ok=True)
 
     def stop(self) -> Deployment | None:
         """Stop the running deployment, if any; history is kept."""
@@ -322,7 +238,7 @@ class LocalPlatform:
         """
         with self._locked() as state:
             deployment = state.deployment
-            if deployment is not None and _alive(deployment.pid):
+            if deployment is not None and app_alive(deployment.pid):
                 release = next(r for r in state.releases if r.id == deployment.release_id)
                 return release, False
             return self._launch(state, version, (), run_id), True
@@ -354,7 +270,7 @@ class LocalPlatform:
     # -- process management --------------------------------------------------------------
 
     def _log_file(self, release_id: int) -> Path:
-        return self.state_dir / "logs" / f"release-{release_id}.log"
+        return self.state_dir / local_state.LOG_DIR / f"release-{release_id}.log"
 
     def _secret_key(self) -> str:
         path = self.state_dir / "secret.key"
@@ -477,13 +393,13 @@ class LocalPlatform:
 
     @staticmethod
     def _terminate(pid: int) -> None:
-        if not _alive(pid):
+        if not app_alive(pid):
             return
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_TIMEOUT_S
         while time.monotonic() < deadline:
-            if not _alive(pid):
+            if not app_alive(pid):
                 break
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import fcntl
 import gzip
 import io
 import json
@@ -33,7 +32,6 @@ import os
 import re
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -47,6 +45,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from postdeploy import paths
+from postdeploy.local.state import LOG_DIR, LocalPlatformError, deployment_alive
+from postdeploy.sysutil import free_port, port_is_free, process_alive
 
 HOST = "127.0.0.1"
 ORG = "postdeploy-local"
@@ -65,7 +65,6 @@ POLL_INTERVAL_S = 0.05
 #: How often the stand-in looks whether the deployment it serves is still there.
 WATCH_INTERVAL_S = 1.0
 PROCESS_MARKER = b"sentry_standin"
-APP_MARKER = b"learning_assistant"
 PERIOD = re.compile(r"^(\d+)([smhdw])$")
 PERIOD_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 NOT_FOUND = {"detail": "The requested resource does not exist"}
@@ -116,19 +115,12 @@ def _keys(state_dir: Path) -> dict[str, str]:
     return dict(json.loads(text))
 
 
-def _process_alive(pid: int, marker: bytes) -> bool:
-    try:
-        return marker in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-
-
 def _running(state_dir: Path) -> dict[str, Any] | None:
     try:
         info = json.loads((_dir(state_dir) / "standin.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return info if _process_alive(int(info.get("pid", 0)), PROCESS_MARKER) else None
+    return info if process_alive(int(info.get("pid", 0)), PROCESS_MARKER) else None
 
 
 def running(state_dir: Path) -> StandIn | None:
@@ -138,21 +130,6 @@ def running(state_dir: Path) -> StandIn | None:
         return None
     keys = _keys(state_dir)
     return StandIn(int(info["port"]), keys["public_key"], keys["api_token"])
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind((HOST, port))
-        except OSError:
-            return False
-    return True
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return int(probe.getsockname()[1])
 
 
 def ensure(state_dir: Path) -> StandIn:
@@ -165,10 +142,10 @@ def ensure(state_dir: Path) -> StandIn:
     keys = _keys(state_dir)
     previous = folder / "port"
     port = int(previous.read_text()) if previous.exists() else 0
-    if not port or not _port_free(port):
-        port = _free_port()
+    if not port or not port_is_free(port, HOST):
+        port = free_port(HOST)
     previous.write_text(str(port), encoding="utf-8")
-    log_dir = state_dir / "logs"
+    log_dir = state_dir / LOG_DIR
     log_dir.mkdir(parents=True, exist_ok=True)
     repo = str(paths.REPO_ROOT)
     env = {
@@ -192,8 +169,6 @@ def ensure(state_dir: Path) -> StandIn:
         time.sleep(POLL_INTERVAL_S)
     with contextlib.suppress(ProcessLookupError):
         process.kill()
-    from postdeploy.local.platform import LocalPlatformError  # loaded by now: it called us
-
     raise LocalPlatformError(
         f"the local Sentry stand-in did not start on {HOST}:{port} within "
         f"{START_TIMEOUT_S:.0f} s; see {log_dir / 'sentry-standin.log'}"
@@ -209,9 +184,9 @@ def stop(state_dir: Path) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_TIMEOUT_S
-    while time.monotonic() < deadline and _process_alive(pid, PROCESS_MARKER):
+    while time.monotonic() < deadline and process_alive(pid, PROCESS_MARKER):
         time.sleep(POLL_INTERVAL_S)
-    if _process_alive(pid, PROCESS_MARKER):
+    if process_alive(pid, PROCESS_MARKER):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     with contextlib.suppress(FileNotFoundError):
@@ -493,21 +468,6 @@ class StandInServer(ThreadingHTTPServer):
         self.events = EventStore()
 
 
-def _deployment_alive(state_dir: Path) -> bool | None:
-    """Whether the state dir has a live deployment; None while the platform holds its lock."""
-    with open(state_dir / "lock", "a") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return None
-        try:
-            state = json.loads((state_dir / "state.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return False
-        deployment = state.get("deployment") or {}
-        return _process_alive(int(deployment.get("pid") or 0), APP_MARKER)
-
-
 def serve(state_dir: Path, port: int) -> None:
     """Run the stand-in until SIGTERM or until the state dir has no live deployment."""
     keys = _keys(state_dir)
@@ -521,7 +481,7 @@ def serve(state_dir: Path, port: int) -> None:
     tmp.write_text(json.dumps({"pid": os.getpid(), "port": port}), encoding="utf-8")
     tmp.replace(info)
     while not stopping.wait(WATCH_INTERVAL_S):
-        if _deployment_alive(state_dir) is False:
+        if deployment_alive(state_dir) is False:
             break
     server.shutdown()
     server.server_close()

@@ -7,8 +7,9 @@ that tag through the documented endpoint "List a Project's Error Events"
 ``Link`` header). That endpoint takes no tag query, so the events of a short recent window are
 read page by page and matched on their ``tags``.
 
-For the local target, with no ``monitoring.sentry_api_url``, the API is the local Sentry
-stand-in the local platform runs with each deployment (``postdeploy.local.sentry_standin``).
+With no ``monitoring.sentry_api_url``, the API is the one the target's platform runs beside
+the deployment, as its driver reports it (``services().sentry()``): for the local platform, the
+local Sentry stand-in it starts with each deployment (``postdeploy.local.sentry_standin``).
 Failures are :class:`ErrorTrackingError` (an assertion failure) naming Sentry, the URL and the
 request - never the token.
 """
@@ -26,6 +27,7 @@ import httpx
 
 if TYPE_CHECKING:
     from postdeploy.config import Target
+    from postdeploy.rollback.base import PlatformServices
 
 #: Pages of events read per attempt (100 events a page on sentry.io).
 MAX_PAGES = 5
@@ -83,38 +85,42 @@ def sentry_project(target: Target) -> SentryProject | None:
             token,
             f"${env_name}",
         )
-    if target.platform != "local":
+    services = _platform_services(target)
+    if services is None:
         return None
-    from postdeploy.local import sentry_standin
-    from postdeploy.local.platform import LocalPlatform
+    from postdeploy.rollback import DriverError
 
-    state_dir = LocalPlatform(target.url).state_dir
-    standin = sentry_standin.running(state_dir)
-    if standin is None:
-        raise ErrorTrackingError(
-            f"target {target.name!r}: the local Sentry stand-in is not running for {state_dir}; "
-            "it starts with each local deployment - redeploy (postdeploy local deploy VERSION)"
-        )
+    try:
+        endpoint = services.sentry()
+    except DriverError as exc:
+        raise ErrorTrackingError(f"target {target.name!r}: {exc}") from None
+    if endpoint is None:
+        return None
     return SentryProject(
-        standin.url,
-        settings.sentry_org or sentry_standin.ORG,
-        settings.sentry_project or sentry_standin.PROJECT,
-        token or standin.api_token,
-        f"${env_name}" if token else "the local stand-in",
-        standin=True,
+        endpoint.api_url,
+        settings.sentry_org or endpoint.org,
+        settings.sentry_project or endpoint.project,
+        token or endpoint.token,
+        f"${env_name}" if token else endpoint.token_source,
+        standin=endpoint.standin,
     )
 
 
 def trigger_token(target: Target) -> str | None:
-    """The secret of the app's test-only error route, from the environment (or local state)."""
+    """The secret of the app's test-only error route, from the environment (or the platform)."""
     env_name = target.monitoring.error_trigger_token_env
     token = os.environ.get(env_name) if env_name else None
-    if token or target.platform != "local":
+    if token:
         return token
-    from postdeploy.local import sentry_standin
-    from postdeploy.local.platform import LocalPlatform
+    services = _platform_services(target)
+    return services.error_trigger_token() if services else token
 
-    return sentry_standin.read_trigger_token(LocalPlatform(target.url).state_dir)
+
+def _platform_services(target: Target) -> PlatformServices | None:
+    """The monitoring services the target's platform runs beside it (its driver says)."""
+    from postdeploy.rollback import lifecycle_of
+
+    return lifecycle_of(target).services()
 
 
 class SentryAPI:

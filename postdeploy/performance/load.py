@@ -22,7 +22,6 @@ import functools
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -32,7 +31,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from postdeploy import paths
-from postdeploy.sysutil import import_file
+from postdeploy.sysutil import free_port, import_file
 
 if TYPE_CHECKING:
     from postdeploy.config import Target
@@ -377,12 +376,6 @@ class LoadResult:
 
 
 # -- running --------------------------------------------------------------------------------
-
-
-def free_port(host: str = LOOPBACK) -> int:
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
 
 
 def environment(settings: LoadSettings, out_dir: Path) -> dict[str, str]:

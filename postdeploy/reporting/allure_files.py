@@ -20,16 +20,14 @@ import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from postdeploy.redact import redact_data, redact_text, redact_url
 from postdeploy.reporting.verdict import scrub_data
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Mapping
 
-    from postdeploy.config import Target
-    from postdeploy.plugin import RunSettings
+    from postdeploy.settings import RunSettings
 
 #: The text the target probe puts in an unreachable target's failure (postdeploy.fixtures).
 UNREACHABLE_TEXT = "is unreachable at"
@@ -65,31 +63,12 @@ CATEGORIES: list[dict[str, Any]] = [
     },
 ]
 
-#: Shorter environment values are not treated as secrets (too likely to match by chance).
-MIN_SECRET_LENGTH = 8
 #: Text files in the results that are scrubbed; anything else (images, traces) is left alone.
 TEXT_SUFFIXES = frozenset({".json", ".txt", ".log", ".properties", ".csv", ".html", ".xml"})
 GIT_TIMEOUT_S = 5.0
 
 
 # -- secrets ------------------------------------------------------------------------------
-
-
-def known_secrets(targets: Iterable[Target]) -> tuple[str, ...]:
-    """The secret values this run can see (``Target.secret_values``), long enough that
-    scrubbing them from whole result files cannot hit ordinary text by chance."""
-    found: set[str] = set()
-    for target in targets:
-        passwords = {
-            urlsplit(url).password for url in (target.url, target.http_url) if url
-        }  # a URL's password may be shorter than an environment secret
-        found.update(
-            value
-            for value in target.secret_values()
-            if len(value) >= (MIN_SECRET_LENGTH // 2 if value in passwords else MIN_SECRET_LENGTH)
-        )
-    # the longest first, so a secret containing another one is replaced whole
-    return tuple(sorted(found, key=len, reverse=True))
 
 
 def _scrub_text(text: str, secrets: tuple[str, ...], is_json: bool) -> str | None:
@@ -268,4 +247,4 @@ def write_run_files(results_dir: Path, settings: RunSettings, verdict: Mapping[s
     (results_dir / CATEGORIES_FILE).write_text(
         json.dumps(CATEGORIES, indent=2) + "\n", encoding="utf-8"
     )
-    scrub_results(results_dir, known_secrets(settings.targets.values()))
+    scrub_results(results_dir, settings.secrets)

@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from postdeploy.gate import Outcome, classify
+from postdeploy.gate import Outcome, classify, failure_message
 from postdeploy.redact import redact_text, redact_url
-from postdeploy.reporting.allure_files import UNREACHABLE_TEXT, known_secrets
+from postdeploy.reporting.allure_files import UNREACHABLE_TEXT
+from postdeploy.settings import CATEGORY_FOLDERS, QUARANTINED_KEY
 
 if TYPE_CHECKING:
     from collections.abc import Generator
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     from pluggy import Result
 
     from postdeploy.config import Target
-    from postdeploy.plugin import RunSettings
+    from postdeploy.settings import RunSettings
 
 #: Allure's label for the marker it reads labels from (allure_pytest.utils).
 LABEL_MARK = "allure_label"
@@ -118,8 +119,6 @@ def what_failed(
     secrets: tuple[str, ...] = (),
 ) -> str:
     """One page that explains a failure to someone who does not read the code."""
-    from postdeploy.quarantine import QUARANTINE_KEY, failure_message
-
     message = failure_message(report)
     if kind is Outcome.BROKEN:
         meaning = "broken: an exception inside postdeploy; the target was not judged"
@@ -127,9 +126,9 @@ def what_failed(
         meaning = "failed: the target is unreachable"
     else:
         meaning = "failed: a product defect (the deployment did not behave as expected)"
-    quarantine = item.stash.get(QUARANTINE_KEY, None)
+    quarantine = item.stash.get(QUARANTINED_KEY, None)
     if quarantine is not None:
-        gate = f"no: quarantined ({quarantine.describe()}); reported, never gates"
+        gate = f"no: quarantined ({quarantine}); reported, never gates"
     elif item.get_closest_marker("gating") is not None:
         gate = "yes: a failure fails the gate, blocks promotion and may roll the target back"
     else:
@@ -184,9 +183,6 @@ class AllureEnricher:
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
-        from postdeploy.plugin import CATEGORY_FOLDERS
-        from postdeploy.quarantine import QUARANTINE_KEY
-
         categories = tuple(CATEGORY_FOLDERS.values())
         for item in items:
             category = next((c for c in categories if item.get_closest_marker(c)), "")
@@ -196,15 +192,16 @@ class AllureEnricher:
             callspec = getattr(item, "callspec", None)
             if callspec is not None and "target" in callspec.params:
                 _label(item, TARGET_LABEL, str(callspec.params["target"]))
-            if QUARANTINE_KEY in item.stash:
+            if QUARANTINED_KEY in item.stash:
                 _label(item, "tag", QUARANTINED_TAG)
+
+    def pytest_postdeploy_flaky(self, attempts: int, first_failure: str) -> None:
+        mark_flaky(self.config, attempts, first_failure)
 
     @pytest.hookimpl(hookwrapper=True, tryfirst=True)
     def pytest_runtest_teardown(self, item: pytest.Item) -> Generator[None, None, None]:
         yield
-        from postdeploy.quarantine import QUARANTINE_KEY
-
-        if QUARANTINE_KEY in item.stash:
+        if QUARANTINED_KEY in item.stash:
             result = _current_result(self.config)
             if result is not None:
                 _status_details(result).known = True
@@ -216,7 +213,7 @@ class AllureStatus:
     def __init__(self, config: pytest.Config, settings: RunSettings) -> None:
         self.config = config
         self.settings = settings
-        self.secrets = known_secrets(settings.targets.values())
+        self.secrets = settings.secrets
 
     @pytest.hookimpl(hookwrapper=True, tryfirst=True)
     def pytest_runtest_makereport(
@@ -253,7 +250,7 @@ def allure_active(config: pytest.Config) -> bool:
 
 def register(config: pytest.Config, settings: RunSettings) -> None:
     """Wire the scrub into this process, and the enrichment when Allure results are written."""
-    secrets = known_secrets(settings.targets.values())
+    secrets = settings.secrets
     config.pluginmanager.register(FailureScrub(secrets), "postdeploy-failure-scrub")
     if not allure_active(config):
         return

@@ -1,4 +1,4 @@
-"""What a run leaves behind: ``verdict.json``, the terminal summary, report attachments.
+"""What a run leaves behind: ``verdict.json`` and the terminal summary.
 
 ``verdict.json`` is what CI reads: per target the gate (passed, failed, inconclusive), why,
 the counts, every failing test with its message, flaky and quarantined checks, and the
@@ -7,8 +7,7 @@ rollback record. ``schemas/verdict.schema.json`` documents every field.
 The terminal summary is built from the verdict alone (no I/O, no extra pass over the tests),
 so it adds nothing measurable to a run (``benchmarks/bench_report.py``).
 
-Suites attach evidence with :func:`attach_text`, :func:`attach_json` and :func:`attach_file`:
-text and JSON are redacted on the way in, and nothing happens when Allure is not active.
+Evidence for the report is attached through ``postdeploy.reporting.attachments``.
 """
 
 from __future__ import annotations
@@ -191,72 +190,3 @@ def summary_lines(verdict: dict[str, Any], secrets: Iterable[str] = ()) -> list[
         lines.append(f"quarantine: {unused} matched no collected check")
     secrets = tuple(secrets)
     return [redact_text(line, secrets) for line in lines]
-
-
-# -- attachments for suites -----------------------------------------------------------------
-
-
-def attach_text(name: str, text: str) -> None:
-    """Attach text to the current test's Allure result, redacted."""
-    try:
-        import allure
-    except ImportError:  # pragma: no cover - allure-pytest is a dependency
-        return
-    allure.attach(redact_text(text), name=name, attachment_type=allure.attachment_type.TEXT)
-
-
-def attach_json(name: str, data: Any) -> None:
-    """Attach a JSON value (load stats, web vitals, a TLS scan) to the current test, redacted."""
-    try:
-        import allure
-    except ImportError:  # pragma: no cover
-        return
-    allure.attach(
-        json.dumps(redact_data(data), indent=2, default=str),
-        name=name,
-        attachment_type=allure.attachment_type.JSON,
-    )
-
-
-#: File suffix -> Allure attachment type name, for :func:`attach_file`.
-ATTACHMENT_TYPES = {
-    ".png": "PNG",
-    ".jpg": "JPG",
-    ".jpeg": "JPG",
-    ".svg": "SVG",
-    ".webm": "WEBM",
-    ".mp4": "MP4",
-    ".zip": "ZIP",
-    ".json": "JSON",
-    ".txt": "TEXT",
-    ".log": "TEXT",
-    ".html": "HTML",
-    ".csv": "CSV",
-}
-
-
-def attach_file(path: Path, name: str | None = None) -> None:
-    """Attach a file (screenshot, Playwright trace, Locust CSV) to the current test.
-
-    Text files are read and redacted; binary files are attached as they are, so a suite must
-    not put a secret in a screenshot.
-    """
-    try:
-        import allure
-    except ImportError:  # pragma: no cover
-        return
-    kind = getattr(allure.attachment_type, ATTACHMENT_TYPES.get(path.suffix.lower(), ""), None)
-    types = allure.attachment_type
-    if kind in (types.TEXT, types.CSV, types.JSON):
-        text = path.read_text(encoding="utf-8", errors="replace")
-        body = attach_json_text(text) if path.suffix.lower() == ".json" else redact_text(text)
-        allure.attach(body, name=name or path.name, attachment_type=kind)
-        return
-    allure.attach.file(str(path), name=name or path.name, attachment_type=kind)
-
-
-def attach_json_text(text: str) -> str:
-    try:
-        return json.dumps(redact_data(json.loads(text)), indent=2)
-    except ValueError:
-        return redact_text(text)

@@ -8,12 +8,30 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from postdeploy.rollback.base import DriverError, DriverUnavailable, Release, RollbackDriver
+from postdeploy.rollback.base import (
+    DriverError,
+    DriverUnavailable,
+    LifecycleDefaults,
+    PlatformLifecycle,
+    Release,
+    RollbackDriver,
+)
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from postdeploy.config import Target
 
-__all__ = ["DRIVERS", "DriverError", "DriverUnavailable", "Release", "RollbackDriver", "driver_for"]
+__all__ = [
+    "DRIVERS",
+    "DriverError",
+    "DriverUnavailable",
+    "Release",
+    "RollbackDriver",
+    "driver_for",
+    "lifecycle_of",
+    "preflight",
+]
 
 #: platform -> "module:Class" of its driver.
 DRIVERS: dict[str, str] = {
@@ -46,3 +64,28 @@ def driver_for(target: Target) -> RollbackDriver:
         ) from None
     driver: RollbackDriver = getattr(module, class_name)(target)
     return driver
+
+
+def lifecycle_of(target: Target) -> PlatformLifecycle:
+    """The lifecycle hooks of ``target``'s platform (deploy before a run, stop after, its CA,
+    its app version, its monitoring services): its driver's, or the defaults - nothing to do -
+    when the driver cannot be built here (its optional package is not installed)."""
+    try:
+        return driver_for(target)
+    except DriverUnavailable:
+        return LifecycleDefaults(target)
+
+
+def preflight(targets: Iterable[Target], mode: str, command: str = "") -> None:
+    """Before anything runs: with rollback ``mode`` other than off, every target needs a
+    working driver. Raises :class:`DriverUnavailable` saying what to fix."""
+    if mode == "off":
+        return
+    for target in targets:
+        try:
+            driver_for(target).preflight()
+        except DriverUnavailable as exc:
+            raise DriverUnavailable(
+                f"{command}--rollback {mode} cannot work: {exc}. "
+                "Fix the target's rollback settings or run with --rollback off"
+            ) from None

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from postdeploy.redact import redact_text
-from postdeploy.rollback.base import DriverError, DriverUnavailable
+from postdeploy.rollback.base import DriverError, DriverUnavailable, LifecycleDefaults
 
 if TYPE_CHECKING:
     from postdeploy.config import Target
@@ -186,7 +186,7 @@ def wait_for(
         sleep(max(0.0, min(interval_s, deadline - clock())))
 
 
-class RestDriver:
+class RestDriver(LifecycleDefaults):
     """Base of the drivers that speak HTTP with a bearer token to ``settings["api_url"]``.
 
     Subclasses set ``platform``, override :meth:`not_found_hint` and build on :meth:`_request`.

@@ -43,7 +43,13 @@ from postdeploy.rollback._http import (
     rollback_setting,
     wait_for,
 )
-from postdeploy.rollback.base import Call, DriverError, DriverUnavailable, Release
+from postdeploy.rollback.base import (
+    Call,
+    DriverError,
+    DriverUnavailable,
+    LifecycleDefaults,
+    Release,
+)
 
 if TYPE_CHECKING:
     from postdeploy.config import Target
@@ -89,7 +95,7 @@ def primary_deployment(service: Mapping[str, Any]) -> Mapping[str, Any]:
     return {}
 
 
-class EcsDriver:
+class EcsDriver(LifecycleDefaults):
     platform = "aws"
 
     def __init__(

@@ -7,11 +7,19 @@ platform keeps them - recent logs. The controller (``postdeploy.rollback.control
 
 Drivers raise :class:`DriverError` for anything the platform refused or that went wrong on the
 way, with a message that is safe to show (no token, no secret header) and says what to do.
+
+A driver is also where a platform's part in a run's lifecycle lives (:class:`PlatformLifecycle`):
+deploying before the run when nothing serves and stopping afterwards, the CA its certificates
+come from, the app version of the serving release, and the monitoring services it runs beside
+the deployment. Platforms postdeploy only talks to take the defaults of
+:class:`LifecycleDefaults` (nothing to do); the local platform, which postdeploy runs itself,
+overrides them. So the run, the fixtures, watch and the suites never ask which platform it is.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -55,8 +63,87 @@ class Call:
         return self.description
 
 
+@dataclass(frozen=True)
+class SentryEndpoint:
+    """A Sentry web API the platform runs for the target (the local platform's stand-in)."""
+
+    api_url: str
+    org: str
+    project: str
+    token: str = field(repr=False)
+    #: how messages name where the token came from
+    token_source: str
+    #: a stand-in following Sentry's documented API, not Sentry
+    standin: bool = False
+
+
+class PlatformServices:
+    """Monitoring services a platform runs beside the target's deployment; none by default."""
+
+    def sentry(self) -> SentryEndpoint | None:
+        """The Sentry web API the deployment reports to; :class:`DriverError` if it should run
+        but does not."""
+        return None
+
+    def error_trigger_token(self) -> str | None:
+        """The secret of the app's test-only error route, as the platform gave it to the app."""
+        return None
+
+    def prometheus(self, run_id: str) -> AbstractContextManager[str] | None:
+        """A context yielding the URL of a Prometheus that scrapes the target during the run
+        ``run_id`` (started for it if needed, shared by its processes, stopped after)."""
+        return None
+
+
 @runtime_checkable
-class RollbackDriver(Protocol):
+class PlatformLifecycle(Protocol):
+    """A platform's part in a run, beyond rollback: see :class:`LifecycleDefaults`."""
+
+    def prepare(self, run_id: str, expect_version: str | None) -> Target:
+        """Before the run: deploy if the platform should and nothing serves; the target as
+        clients reach it (see :meth:`client_target`)."""
+
+    def finish(self, run_id: str) -> None:
+        """After the run: undo what :meth:`prepare` of the run ``run_id`` started."""
+
+    def client_target(self) -> Target:
+        """The target with the CA its certificates come from filled in, where it has one."""
+
+    def current_app_version(self) -> str | None:
+        """The app version of the serving release, where the platform knows it (most know
+        only their own release ids: v12, a task definition); None otherwise."""
+
+    def services(self) -> PlatformServices | None:
+        """The monitoring services the platform runs for the target; None when it runs none."""
+
+
+class LifecycleDefaults:
+    """The lifecycle of a platform postdeploy only talks to: nothing to deploy, stop, trust or
+    report. Drivers inherit it and override what their platform does."""
+
+    target: Target
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+
+    def prepare(self, run_id: str, expect_version: str | None) -> Target:
+        return self.client_target()
+
+    def finish(self, run_id: str) -> None:
+        return None
+
+    def client_target(self) -> Target:
+        return self.target
+
+    def current_app_version(self) -> str | None:
+        return None
+
+    def services(self) -> PlatformServices | None:
+        return None
+
+
+@runtime_checkable
+class RollbackDriver(PlatformLifecycle, Protocol):
     """How postdeploy talks to one platform about one target."""
 
     platform: str
@@ -99,8 +186,3 @@ def previous_good(releases: Sequence[Release], current: Release) -> Release | No
         if release.can_rollback and (not release.ref or release.ref != current.ref):
             return release
     return None
-
-
-def driver_target(target: Target) -> str:
-    """How a target is named in driver messages: ``fly (https://...)``."""
-    return f"{target.name} ({target.url})"

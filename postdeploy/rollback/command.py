@@ -10,8 +10,6 @@ stdout, that is the release it created.
 ``created_at``, ``can_rollback`` and ``current`` (true on the one serving now). Without it
 postdeploy knows two releases, ``current`` and ``previous``, and the command decides what
 ``previous`` means; the rollback is then verified by the gating health checks alone.
-
-:func:`run_tool` is also how the Fly.io driver runs flyctl.
 """
 
 from __future__ import annotations
@@ -19,13 +17,9 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import shutil
-import subprocess
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from postdeploy.redact import redact_text
 from postdeploy.rollback._http import (
     DEFAULT_WAIT_TIMEOUT_S,
     Clock,
@@ -33,69 +27,20 @@ from postdeploy.rollback._http import (
     rollback_setting,
     wait_for,
 )
-from postdeploy.rollback.base import Call, DriverError, DriverUnavailable, Release
+from postdeploy.rollback._process import find_executable, run_tool
+from postdeploy.rollback.base import (
+    Call,
+    DriverError,
+    DriverUnavailable,
+    LifecycleDefaults,
+    Release,
+)
 
 if TYPE_CHECKING:
     from postdeploy.config import Target
 
-#: Lines of a failed command's stderr quoted in the error.
-STDERR_TAIL_LINES = 8
-STDERR_TAIL_CHARS = 1200
 SERVING_STATUSES = frozenset({"live", "current", "serving", "active", "deployed"})
 CURRENT, PREVIOUS = "current", "previous"
-
-
-@dataclass(frozen=True)
-class Finished:
-    """A command that ran to its end (any exit code)."""
-
-    argv: tuple[str, ...]
-    returncode: int
-    stdout: str
-    stderr: str
-
-    def stderr_tail(self, secrets: Sequence[str] = ()) -> str:
-        lines = [line for line in self.stderr.strip().splitlines() if line.strip()]
-        tail = "\n".join(lines[-STDERR_TAIL_LINES:])[-STDERR_TAIL_CHARS:]
-        return redact_text(tail, secrets)
-
-
-def run_tool(
-    argv: Sequence[str],
-    *,
-    timeout_s: float,
-    env: Mapping[str, str],
-    what: str,
-    secrets: Sequence[str] = (),
-) -> Finished:
-    """Run ``argv`` (no shell, no stdin) within ``timeout_s``; a failure to run is a DriverError.
-
-    A non-zero exit is returned, not raised: callers know what the tool's errors mean.
-    """
-    try:
-        done = subprocess.run(
-            list(argv), env=dict(env), stdin=subprocess.DEVNULL, capture_output=True,
-            text=True, timeout=timeout_s, check=False,
-        )  # fmt: skip
-    except FileNotFoundError:
-        raise DriverUnavailable(
-            f"{what}: {argv[0]!r} was not found; install it or give its full path"
-        ) from None
-    except PermissionError:
-        raise DriverUnavailable(f"{what}: {argv[0]!r} is not executable; chmod +x it") from None
-    except subprocess.TimeoutExpired:
-        raise DriverError(
-            f"{what}: `{shlex.join(argv[:3])} ...` did not finish within {timeout_s:g} s and "
-            "was stopped; the platform may be slow - look at it, then retry"
-        ) from None
-    return Finished(tuple(argv), done.returncode, done.stdout, done.stderr)
-
-
-def find_executable(name: str) -> str | None:
-    """``name`` on PATH, or ``name`` itself when it is a path to an executable file."""
-    if os.sep in name:
-        return name if os.path.isfile(name) and os.access(name, os.X_OK) else None
-    return shutil.which(name)
 
 
 def release_from_json(item: Mapping[str, Any]) -> Release:
@@ -110,7 +55,7 @@ def release_from_json(item: Mapping[str, Any]) -> Release:
     )
 
 
-class CommandDriver:
+class CommandDriver(LifecycleDefaults):
     platform = "command"
 
     def __init__(
@@ -184,6 +129,13 @@ class CommandDriver:
             if release.status.lower() in SERVING_STATUSES:
                 return release
         return releases[0]
+
+    def current_app_version(self) -> str | None:
+        """The version ``releases_command`` gives the serving release; None without one."""
+        try:
+            return self.current().version or None
+        except DriverError:
+            return None  # the command cannot tell; only --expect-version can
 
     def _env(self, current: Release, to: Release) -> dict[str, str]:
         return {

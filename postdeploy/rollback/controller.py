@@ -6,7 +6,8 @@ target's gate fails; from there it
 1. picks the release to go back to (the newest earlier release the platform can roll back to),
 2. in ``dry-run`` mode records the exact calls it would make and stops,
 3. in ``auto`` mode asks the driver to roll back, waits until the platform reports that
-   release serving, and re-runs the gating health checks against it,
+   release serving, and verifies it (:class:`Verifier`): the run's gating checks re-run
+   against it with its app version expected, and the data marker written before read back,
 4. records every step in the verdict and in the append-only audit log.
 
 A failure anywhere is a failed rollback with a reason, never an exception out of here: the
@@ -21,6 +22,8 @@ import os
 import subprocess
 import sys
 import time
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -29,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from postdeploy.redact import redact_text
 from postdeploy.rollback import driver_for
 from postdeploy.rollback.base import DriverError, Release, previous_good
+from postdeploy.rollback.consistency import DataMarkers, MarkerError
 from postdeploy.rollback.ledger import Ledger
 
 if TYPE_CHECKING:
@@ -36,8 +40,9 @@ if TYPE_CHECKING:
     from postdeploy.rollback.base import RollbackDriver
 
 AUDIT_FILE = "rollback-audit.jsonl"
-#: The gating checks re-run against the release a rollback put back.
+#: Re-run against the restored release when the run names no gating checks (watch).
 VERIFY_SUITE = Path("suites") / "monitoring" / "test_health.py"
+VERIFY_JUNIT = "junit.xml"
 VERIFY_TIMEOUT_S = 120.0
 #: Output kept from the verification run, in lines.
 VERIFY_OUTPUT_LINES = 30
@@ -123,30 +128,91 @@ class AuditLog:
             audit.write(redact_text(line, target.secret_values()) + "\n")
 
 
+def _junit_outcomes(junit: Path) -> dict[str, str]:
+    """``path/to/test_x.py::test_y[param]`` -> passed / failed / broken / skipped."""
+    outcomes: dict[str, str] = {}
+    if not junit.exists():
+        return outcomes
+    try:
+        root = ET.parse(junit).getroot()  # noqa: S314 - the junit.xml our own pytest wrote
+    except ET.ParseError:
+        return outcomes
+    for case in root.iter("testcase"):
+        module = case.get("classname", "").replace(".", "/")
+        nodeid = f"{module}.py::{case.get('name', '')}"
+        outcome = "passed"
+        for child in case:
+            if child.tag == "failure":
+                outcome = "failed"
+            elif child.tag == "error":
+                outcome = "broken"
+            elif child.tag == "skipped" and outcome == "passed":
+                outcome = "skipped"
+        if outcomes.get(nodeid) not in ("failed", "broken"):
+            outcomes[nodeid] = outcome
+    return outcomes
+
+
 @dataclass
 class Verifier:
-    """Re-runs the gating health checks against a target in a separate pytest process."""
+    """Proves a rollback's recovery: the run's gating checks re-run against the restored
+    release in a separate pytest process (with its app version expected where the platform
+    knows it), and the data marker written before the rollback read back
+    (:mod:`postdeploy.rollback.consistency`)."""
 
     rootdir: Path
     targets_file: Path
     reports_dir: Path
     timeout_s: float = VERIFY_TIMEOUT_S
+    #: the data markers of this run; None where the run wrote none (dry runs, watch)
+    markers: DataMarkers | None = None
 
-    def __call__(self, target: Target) -> dict[str, Any]:
-        suite = self.rootdir / VERIFY_SUITE
-        if not suite.exists():
-            return {"status": "not-run", "reason": f"{suite} does not exist"}
-        out_dir = self.reports_dir / "verification" / target.name
+    def __call__(
+        self, target: Target, checks: Sequence[str] = (), expect_version: str | None = None
+    ) -> dict[str, Any]:
+        result = self._rerun(target, list(checks), expect_version)
+        if self.markers is not None:
+            try:
+                result["data"] = self.markers.read_back(target)
+            except MarkerError as exc:
+                result["data"] = {"status": "failed", "reason": str(exc)}
+        reasons = [result["reason"]] if result.get("reason") else []
+        data = result.get("data") or {}
+        if data.get("status") == "failed":
+            reasons.append(f"data consistency: {data.get('reason', '')}")
+        checks_ok = result.get("status") == "passed"
+        data_ok = data.get("status", "passed") == "passed"
+        result["status"] = "passed" if checks_ok and data_ok else "failed"
+        if reasons:
+            result["reason"] = "; ".join(reasons)
+        return result
+
+    def _command(
+        self, target: Target, checks: list[str], expect_version: str | None, out_dir: Path
+    ) -> list[str]:
+        selection = checks or [str(self.rootdir / VERIFY_SUITE), "-m", "gating"]
         command = [
-            sys.executable, "-m", "pytest", str(suite),
-            "-m", "gating", "--target", target.name,
-            "--targets-file", str(self.targets_file),
+            sys.executable, "-m", "pytest", *selection, "--target", target.name,
+            f"--targets-file={self.targets_file}",
             "--base-url", target.url,
-            "--rollback", "off", "--notify", "off", "--reports-dir", str(out_dir),
+            "--rollback", "off", "--notify", "off", f"--reports-dir={out_dir}",
+            f"--junitxml={out_dir / VERIFY_JUNIT}",
             "-p", "no:xdist", "-p", "no:cacheprovider", "-q", "--no-header",
-            "--rootdir", str(self.rootdir),
+            f"--rootdir={self.rootdir}",
         ]  # fmt: skip
+        if expect_version:
+            command.append(f"--expect-version={expect_version}")
+        return command
+
+    def _rerun(
+        self, target: Target, checks: list[str], expect_version: str | None
+    ) -> dict[str, Any]:
+        if not checks and not (self.rootdir / VERIFY_SUITE).exists():
+            return {"status": "not-run", "reason": f"{self.rootdir / VERIFY_SUITE} does not exist"}
+        out_dir = self.reports_dir / "verification" / target.name
+        command = self._command(target, checks, expect_version, out_dir)
         started = time.monotonic()
+        base: dict[str, Any] = {"expect_version": expect_version}
         try:
             done = subprocess.run(
                 command,
@@ -159,22 +225,49 @@ class Verifier:
             )
         except subprocess.TimeoutExpired:
             return {
-                "status": "failed",
-                "reason": f"the health checks did not finish within {self.timeout_s:.0f} s",
-            }
-        gate = "unknown"
+                **base, "status": "failed",
+                "reason": f"the gating checks did not finish within {self.timeout_s:.0f} s",
+                "checks": [{"test": c, "outcome": "not-run"} for c in checks],
+            }  # fmt: skip
+        gate, failures = "unknown", {}
         verdict_file = out_dir / "verdict.json"
         if verdict_file.exists():
             data = json.loads(verdict_file.read_text(encoding="utf-8"))
-            gate = data.get("targets", {}).get(target.name, {}).get("gate", "unknown")
+            entry = data.get("targets", {}).get(target.name, {})
+            gate = entry.get("gate", "unknown")
+            failures = {f.get("test"): f for f in entry.get("failures") or []}
+        outcomes = _junit_outcomes(out_dir / VERIFY_JUNIT)
+        rerun = []
+        for test in checks or sorted(outcomes):
+            failure = failures.get(test) or {}
+            item: dict[str, Any] = {
+                "test": test,
+                "outcome": failure.get("kind") or outcomes.get(test, "not-run"),
+            }
+            if failure.get("message"):
+                item["message"] = redact_text(str(failure["message"]), target.secret_values())
+            rerun.append(item)
+        failing = [c["test"] for c in rerun if c["outcome"] not in ("passed", "skipped")]
         tail = (done.stdout + done.stderr).strip().splitlines()[-VERIFY_OUTPUT_LINES:]
-        return {
-            "status": "passed" if gate == "passed" and done.returncode == 0 else "failed",
+        passed = gate == "passed" and done.returncode == 0 and not failing
+        result = {
+            **base,
+            "status": "passed" if passed else "failed",
             "gate": gate,
             "exit_code": done.returncode,
             "duration_s": round(time.monotonic() - started, 3),
-            "output_tail": [redact_text(line) for line in tail],
+            "checks": rerun,
+            "failed_checks": failing,
+            "output_tail": [redact_text(line, target.secret_values()) for line in tail],
         }
+        if not passed:
+            names = ", ".join(test.rsplit("::", 1)[-1] for test in failing)
+            result["reason"] = (
+                f"gating checks failing against the restored release: {names}"
+                if failing
+                else f"the verification run ended with gate {gate} (exit {done.returncode})"
+            )
+        return result
 
 
 class RollbackController:
@@ -188,6 +281,8 @@ class RollbackController:
         self.verifier = verifier
         self.ledger = ledger or Ledger()
         self.records: dict[str, RollbackRecord] = {}
+        #: target -> node ids of the run's gating checks, re-run by the verification
+        self.gating_checks: dict[str, list[str]] = {}
 
     def record_for(self, target: Target) -> RollbackRecord:
         return self.records.setdefault(target.name, RollbackRecord(self.mode))
@@ -302,20 +397,32 @@ class RollbackController:
                 escalate=True,
             )  # fmt: skip
         self.audit.write(target, "rollback_serving", release=new.id, duration_s=record.duration_s)
-        record.verification = self.verifier(target)
+        record.verification = self.verifier(
+            target,
+            checks=tuple(self.gating_checks.get(target.name, ())),
+            expect_version=self._restored_version(driver),
+        )
         if record.verification.get("status") != "passed":
+            why = record.verification.get("reason") or "the gating checks fail against it too"
             return self._finish(
                 target, record, Status.FAILED,
-                f"rolled back to {to.id}, but the gating health checks fail against it too",
-                escalate=True,
+                f"rolled back to {to.id}, but its verification failed: {why}", escalate=True,
             )  # fmt: skip
         return self._finish(
             target,
             record,
             Status.SUCCEEDED,
             f"rolled back from {record.from_release and record.from_release['id']} to {to.id}; "
-            "gating health checks pass",
+            "the run's gating checks pass against it and the data written before is intact",
         )
+
+    @staticmethod
+    def _restored_version(driver: RollbackDriver) -> str | None:
+        """The app version the restored release should report, where the platform knows it."""
+        try:
+            return driver.current_app_version()
+        except Exception:  # unknown is an answer; the checks still run
+            return None
 
     def _finish(
         self,

@@ -30,8 +30,14 @@ from postdeploy.rollback._http import (
     rollback_setting,
     wait_for,
 )
-from postdeploy.rollback.base import Call, DriverError, DriverUnavailable, Release
-from postdeploy.rollback.command import Finished, find_executable, run_tool
+from postdeploy.rollback._process import Finished, find_executable, run_tool
+from postdeploy.rollback.base import (
+    Call,
+    DriverError,
+    DriverUnavailable,
+    LifecycleDefaults,
+    Release,
+)
 
 if TYPE_CHECKING:
     from postdeploy.config import Target
@@ -82,7 +88,7 @@ def _release(item: Mapping[str, Any]) -> Release:
     )
 
 
-class FlyDriver:
+class FlyDriver(LifecycleDefaults):
     platform = "fly"
 
     def __init__(

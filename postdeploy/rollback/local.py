@@ -1,21 +1,49 @@
-"""Rollback driver for the local platform (``postdeploy.local``)."""
+"""Driver of the local platform (``postdeploy.local``): rollback, and the run's lifecycle.
+
+Unlike the cloud platforms, postdeploy runs this one itself, so its driver overrides the
+lifecycle hooks of :class:`~postdeploy.rollback.base.LifecycleDefaults`: a run deploys the
+reference app when nothing serves and stops it afterwards, clients trust the local CA, the
+serving release's version is known, and the platform's monitoring services are the local
+Sentry stand-in each deployment reports to and a real Prometheus started for the run.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import ssl
 import time
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING
 
 import httpx
 
-from postdeploy.local.platform import LocalPlatform, LocalPlatformError, LocalRelease
-from postdeploy.rollback.base import Call, DriverError, DriverUnavailable, Release
+from postdeploy.local import sentry_standin
+from postdeploy.local.platform import (
+    DEFAULT_VERSION,
+    LocalPlatform,
+    LocalPlatformError,
+    LocalRelease,
+)
+from postdeploy.rollback.base import (
+    Call,
+    DriverError,
+    DriverUnavailable,
+    LifecycleDefaults,
+    PlatformServices,
+    Release,
+    SentryEndpoint,
+)
 
 if TYPE_CHECKING:
     from postdeploy.config import Target
+    from postdeploy.local.prometheus import ScrapeSpec
 
 POLL_INTERVAL_S = 0.1
+#: The platform-side fault that starts the local Prometheus without its alert rules.
+FAULT_NO_ALERT_RULES = "alert_rules_missing"
+STANDIN_TOKEN_SOURCE = "the local stand-in"  # noqa: S105 - names where a token came from
 
 
 def _release(release: LocalRelease) -> Release:
@@ -29,12 +57,91 @@ def _release(release: LocalRelease) -> Release:
     )
 
 
-class LocalDriver:
+class LocalServices(PlatformServices):
+    """What the local platform runs beside a deployment for the monitoring suite."""
+
+    def __init__(self, target: Target, local: LocalPlatform) -> None:
+        self.target = target
+        self.local = local
+
+    def sentry(self) -> SentryEndpoint:
+        standin = sentry_standin.running(self.local.state_dir)
+        if standin is None:
+            raise DriverError(
+                f"the local Sentry stand-in is not running for {self.local.state_dir}; it "
+                "starts with each local deployment - redeploy (postdeploy local deploy VERSION)"
+            )
+        return SentryEndpoint(
+            standin.url,
+            sentry_standin.ORG,
+            sentry_standin.PROJECT,
+            standin.api_token,
+            STANDIN_TOKEN_SOURCE,
+            standin=True,
+        )
+
+    def error_trigger_token(self) -> str | None:
+        return sentry_standin.read_trigger_token(self.local.state_dir)
+
+    def prometheus(self, run_id: str) -> AbstractContextManager[str]:
+        """A real Prometheus scraping the deployment, one per run and target (see
+        :func:`postdeploy.local.prometheus.shared_local_prometheus`)."""
+        from postdeploy.local.prometheus import run_folder, shared_local_prometheus
+
+        return shared_local_prometheus(run_folder(run_id, self.target.name), self._scrape_spec())
+
+    def _scrape_spec(self) -> ScrapeSpec:
+        from postdeploy.local.prometheus import ScrapeSpec
+
+        settings = self.target.monitoring
+        current = self.local.current()
+        return ScrapeSpec(
+            url=self.target.url,
+            ca_file=self.target.ca_file or str(self.local.ca_file),
+            job=settings.scrape_job,
+            interval_s=settings.scrape_interval_s,
+            error_ratio=self.target.thresholds.error_rate,
+            latency_s=self.target.thresholds.response_time_ms / 1000,
+            severity_label=settings.severity_label,
+            critical=settings.critical_severity,
+            # a platform-side fault of the serving release: Prometheus gets no rules
+            without_rules=current is not None and FAULT_NO_ALERT_RULES in current.faults,
+        )
+
+
+class LocalDriver(LifecycleDefaults):
     platform = "local"
 
     def __init__(self, target: Target, platform: LocalPlatform | None = None) -> None:
         self.target = target
         self.local = platform or LocalPlatform(target.url)
+
+    # -- the run's lifecycle ---------------------------------------------------------------
+
+    def prepare(self, run_id: str, expect_version: str | None) -> Target:
+        """Deploy the reference app (``expect_version``, else the default) if nothing serves."""
+        self.local.ensure_deployed(expect_version or DEFAULT_VERSION, run_id)
+        return self.client_target()
+
+    def finish(self, run_id: str) -> None:
+        """Stop the local deployment if the run ``run_id`` started it."""
+        with contextlib.suppress(LocalPlatformError):
+            self.local.stop_if_started_by(run_id)
+
+    def client_target(self) -> Target:
+        """The target trusting the local CA (unless it names a CA of its own)."""
+        if self.target.ca_file:
+            return self.target
+        return dataclasses.replace(self.target, ca_file=str(self.local.ca_file))
+
+    def current_app_version(self) -> str | None:
+        current = self.local.current()
+        return current.version if current else None
+
+    def services(self) -> LocalServices:
+        return LocalServices(self.target, self.local)
+
+    # -- rollback --------------------------------------------------------------------------
 
     def preflight(self) -> None:
         try:

@@ -1,6 +1,7 @@
 """Hostile input: the corpus in ``fixtures/payloads/``, the requests made of it, the verdicts.
 
-:func:`load_corpus` reads the payload files; :func:`probes` turns them into requests against
+:func:`load_corpus` reads the payload files; :func:`hostile_requests` turns them into requests
+against
 every input the contract names (each JSON field, whole JSON bodies, path parameters, and the
 query parameters of every page); :func:`send` sends them; the ``*_problems`` functions judge
 the answers: no 5xx, structural garbage refused with a 4xx, nothing reflected unescaped into
@@ -190,7 +191,7 @@ def load_corpus(directory: Path | None = None) -> Corpus:
 
 
 @dataclass(frozen=True)
-class Probe:
+class HostileRequest:
     """One hostile request: where the payload goes, and what the answer must be."""
 
     input: str
@@ -242,15 +243,15 @@ class _ProbeBuilder:
         body.update(overrides)
         return body
 
-    def probe(
+    def request(
         self, location: str, payload: Payload, raw: bytes, *, structural: bool, fields: Any = None
-    ) -> Probe:
+    ) -> HostileRequest:
         account = None
         if self.spec.creates_account and isinstance(fields, dict):
             email, password = fields.get("email"), fields.get("password")
             if isinstance(email, str) and isinstance(password, str):
                 account = (email, password)
-        return Probe(
+        return HostileRequest(
             input=self.input,
             location=location,
             payload=payload,
@@ -263,22 +264,22 @@ class _ProbeBuilder:
         )
 
 
-def json_probes(
+def json_requests(
     spec: JsonInput, corpus: Corpus, new_email: Callable[[], str], existing_email: str
-) -> list[Probe]:
+) -> list[HostileRequest]:
     """Every payload in every field of ``spec``, plus whole-body garbage.
 
     ``new_email`` makes unused synthetic addresses; ``existing_email`` is a registered one.
     """
     builder = _ProbeBuilder(spec, new_email, existing_email)
     example = dict(spec.example)
-    made: list[Probe] = []
+    made: list[HostileRequest] = []
     for name, valid in spec.example:
         where = f"field {name!r}"
         for payload in corpus.strings:
             fields = builder.body({name: payload.value})
             made.append(
-                builder.probe(
+                builder.request(
                     where,
                     payload,
                     _encode(fields),
@@ -290,33 +291,33 @@ def json_probes(
             fields = builder.body({name: payload.value})
             wrong = _json_type(payload.value) != _json_type(valid)
             made.append(
-                builder.probe(where, payload, _encode(fields), structural=wrong, fields=fields)
+                builder.request(where, payload, _encode(fields), structural=wrong, fields=fields)
             )
     target_field = _first_string_field(spec)
     for payload in corpus.bodies:
-        made.append(builder.probe("whole body", payload, payload.value, structural=True))
+        made.append(builder.request("whole body", payload, payload.value, structural=True))
     marker = "\u0000pd-bytes\u0000"
     for payload in corpus.byte_strings:
         raw = _encode(builder.body({target_field: marker}))
         raw = raw.replace(json.dumps(marker).encode()[1:-1], payload.value)
-        made.append(builder.probe(f"field {target_field!r}", payload, raw, structural=True))
+        made.append(builder.request(f"field {target_field!r}", payload, raw, structural=True))
     for size in corpus.field_bytes:
         payload = Payload("oversized", f"{size} bytes in one field")
         raw = _encode(builder.body({target_field: "A" * size}))
-        made.append(builder.probe(f"field {target_field!r}", payload, raw, structural=True))
+        made.append(builder.request(f"field {target_field!r}", payload, raw, structural=True))
     for size in corpus.body_bytes:
         payload = Payload("oversized", f"a {size}-byte body")
         raw = _encode({**example, "padding": "A" * size})
-        made.append(builder.probe("whole body", payload, raw, structural=True))
+        made.append(builder.request("whole body", payload, raw, structural=True))
     for depth in corpus.nesting_depth:
         payload = Payload("oversized", f"JSON nested {depth} levels deep")
         raw = _encode(builder.body({target_field: marker}))
         raw = raw.replace(json.dumps(marker).encode(), b"[" * depth + b"]" * depth)
-        made.append(builder.probe(f"field {target_field!r}", payload, raw, structural=True))
+        made.append(builder.request(f"field {target_field!r}", payload, raw, structural=True))
     return made
 
 
-def path_probes(template: str, corpus: Corpus) -> list[Probe]:
+def path_requests(template: str, corpus: Corpus) -> list[HostileRequest]:
     """Every string and byte payload as the path parameter of ``template``."""
     made = []
     for payload in [*corpus.strings, *corpus.byte_strings]:
@@ -324,7 +325,7 @@ def path_probes(template: str, corpus: Corpus) -> list[Probe]:
         raw = value if isinstance(value, bytes) else value.encode("utf-8", "surrogatepass")
         segment = quote(raw, safe="") if raw else "%20"
         made.append(
-            Probe(
+            HostileRequest(
                 input=f"GET {template.format('{id}')}",
                 location="path parameter",
                 payload=payload,
@@ -336,13 +337,13 @@ def path_probes(template: str, corpus: Corpus) -> list[Probe]:
     return made
 
 
-def page_probes(page: str, corpus: Corpus) -> list[Probe]:
+def page_requests(page: str, corpus: Corpus) -> list[HostileRequest]:
     """Every payload that HTML escaping changes, in the reflection-prone query parameters.
 
     Pages take no query parameters in the contract; these probe for a page that echoes one.
     """
     return [
-        Probe(
+        HostileRequest(
             input=f"GET {page}",
             location=f"query {', '.join(REFLECTION_PARAMS)}",
             payload=payload,
@@ -359,15 +360,17 @@ def _query(value: str) -> str:
     return "&".join(f"{name}={encoded}" for name in REFLECTION_PARAMS)
 
 
-def probes(corpus: Corpus, new_email: Callable[[], str], existing_email: str) -> list[Probe]:
-    """Every probe of the contract's inputs (see :func:`json_probes` for the addresses)."""
-    made: list[Probe] = []
+def hostile_requests(
+    corpus: Corpus, new_email: Callable[[], str], existing_email: str
+) -> list[HostileRequest]:
+    """Every hostile request against the contract's inputs (:func:`json_requests` says where)."""
+    made: list[HostileRequest] = []
     for spec in JSON_INPUTS:
-        made += json_probes(spec, corpus, new_email, existing_email)
+        made += json_requests(spec, corpus, new_email, existing_email)
     for template in PATH_INPUTS:
-        made += path_probes(template, corpus)
+        made += path_requests(template, corpus)
     for page in PAGES:
-        made += page_probes(page, corpus)
+        made += page_requests(page, corpus)
     return made
 
 
@@ -376,7 +379,7 @@ def probes(corpus: Corpus, new_email: Callable[[], str], existing_email: str) ->
 
 @dataclass
 class Answer:
-    probe: Probe
+    request: HostileRequest
     status: int | None = None
     content_type: str = ""
     text: str = ""
@@ -387,26 +390,28 @@ class Answer:
         return text[:BODY_QUOTE_CHARS] + ("..." if len(text) > BODY_QUOTE_CHARS else "")
 
 
-def send(client: httpx.Client, probe: Probe, auth: dict[str, str] | None = None) -> Answer:
-    """Send one probe; a transport failure becomes part of the answer, never an exception."""
+def send(
+    client: httpx.Client, request: HostileRequest, auth: dict[str, str] | None = None
+) -> Answer:
+    """Send one hostile request; a transport failure becomes part of the answer, not an error."""
     import httpx
 
-    headers = dict(auth or {}) if probe.authenticated else {}
-    if probe.body is not None:
+    headers = dict(auth or {}) if request.authenticated else {}
+    if request.body is not None:
         headers["Content-Type"] = JSON_CONTENT_TYPE
     try:
         response = client.request(
-            probe.method,
-            probe.path,
-            content=probe.body,
+            request.method,
+            request.path,
+            content=request.body,
             headers=headers,
         )
     except httpx.TransportError as exc:
-        return Answer(probe, error=f"{type(exc).__name__}: {exc or 'no answer'}")
+        return Answer(request, error=f"{type(exc).__name__}: {exc or 'no answer'}")
     except (httpx.InvalidURL, ValueError) as exc:  # refused by the client: nothing was sent
-        return Answer(probe, status=0, error=f"not sendable: {exc}")
+        return Answer(request, status=0, error=f"not sendable: {exc}")
     return Answer(
-        probe,
+        request,
         status=response.status_code,
         content_type=response.headers.get("content-type", ""),
         text=response.text[:KEPT_BODY_CHARS],
@@ -415,13 +420,13 @@ def send(client: httpx.Client, probe: Probe, auth: dict[str, str] | None = None)
 
 def send_all(
     client: httpx.Client,
-    to_send: Sequence[Probe],
+    to_send: Sequence[HostileRequest],
     auth: dict[str, str] | None = None,
     concurrency: int = DEFAULT_CONCURRENCY,
 ) -> list[Answer]:
-    """Send every probe, ``concurrency`` at a time (bounded, so safe against production)."""
+    """Send every hostile request, ``concurrency`` at a time (bounded: safe against production)."""
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        return list(pool.map(lambda probe: send(client, probe, auth), to_send))
+        return list(pool.map(lambda request: send(client, request, auth), to_send))
 
 
 def server_error_problems(answers: Iterable[Answer]) -> list[str]:
@@ -429,23 +434,23 @@ def server_error_problems(answers: Iterable[Answer]) -> list[str]:
     problems = []
     for answer in answers:
         if answer.error and answer.status is None:
-            problems.append(f"{answer.probe.describe()}: no answer ({answer.error})")
+            problems.append(f"{answer.request.describe()}: no answer ({answer.error})")
         elif answer.status is not None and answer.status >= 500:
-            problems.append(f"{answer.probe.describe()}: HTTP {answer.status}: {answer.quote()}")
+            problems.append(f"{answer.request.describe()}: HTTP {answer.status}: {answer.quote()}")
     return problems
 
 
 def acceptance_problems(answers: Iterable[Answer]) -> list[str]:
     """Structurally invalid input (wrong type, malformed, oversized, not UTF-8) accepted."""
     return [
-        f"{answer.probe.describe()}: accepted with HTTP {answer.status}, expected a 4xx"
+        f"{answer.request.describe()}: accepted with HTTP {answer.status}, expected a 4xx"
         for answer in answers
-        if answer.probe.structural and answer.status is not None and 0 < answer.status < 400
+        if answer.request.structural and answer.status is not None and 0 < answer.status < 400
     ]
 
 
 def reflects_unescaped(answer: Answer) -> bool:
-    value = answer.probe.payload.value
+    value = answer.request.payload.value
     return (
         isinstance(value, str)
         and "html" in answer.content_type.lower()
@@ -456,7 +461,7 @@ def reflects_unescaped(answer: Answer) -> bool:
 
 def reflection_problems(answers: Iterable[Answer]) -> list[str]:
     return [
-        f"{answer.probe.describe()}: the payload comes back unescaped in the HTML "
+        f"{answer.request.describe()}: the payload comes back unescaped in the HTML "
         f"(HTTP {answer.status})"
         for answer in answers
         if reflects_unescaped(answer)
@@ -472,7 +477,7 @@ def leak_problems(answers: Iterable[Answer]) -> list[str]:
                 start = max(match.start() - 40, 0)
                 context = " ".join(answer.text[start : match.end() + 80].split())
                 problems.append(
-                    f"{answer.probe.describe()}: the HTTP {answer.status} body contains "
+                    f"{answer.request.describe()}: the HTTP {answer.status} body contains "
                     f"{kind}: ...{context}..."
                 )
                 break

@@ -3,9 +3,11 @@
 Every check sends its own synthetic traffic first (requests carrying a unique X-Request-ID)
 and then looks for it, so "no data" is always a failure with its own message, never a pass.
 
-* ``prometheus``: the target's Prometheus (``monitoring.prometheus_url``), or for a local
-  target a real Prometheus the harness starts (once per run, also under xdist) and stops.
-* ``sentry``: the target's Sentry web API, or for a local target the local Sentry stand-in.
+* ``prometheus``: the target's Prometheus (``monitoring.prometheus_url``), or the one its
+  platform runs for the run (the local platform: a real Prometheus started once per run, also
+  under xdist, and stopped after), as the platform's driver reports it.
+* ``sentry``: the target's Sentry web API, or the one its platform runs (the local platform:
+  the local Sentry stand-in).
 * ``log_source``: Grafana Loki when configured, else the platform driver's logs.
 """
 
@@ -34,7 +36,7 @@ if TYPE_CHECKING:
     from postdeploy.config import Section, Target
     from postdeploy.monitoring.error_tracking import SentryAPI
     from postdeploy.monitoring.logs import LogSource
-    from postdeploy.monitoring.prometheus import PrometheusAPI, Scrape, ScrapeSpec
+    from postdeploy.monitoring.prometheus import PrometheusAPI, Scrape
 
 #: Route the synthetic traffic goes to (and that the metric queries select).
 SYNTHETIC_PATH = PATHS.health
@@ -103,30 +105,11 @@ class Prometheus:
         return ",".join(f'{key}="{value}"' for key, value in pairs.items())
 
 
-def _local_spec(target: Target) -> ScrapeSpec:
-    from postdeploy.local.platform import LocalPlatform
-    from postdeploy.monitoring.prometheus import ScrapeSpec
-
-    settings = target.monitoring
-    current = LocalPlatform(target.url).current()
-    return ScrapeSpec(
-        url=target.url,
-        ca_file=target.ca_file,
-        job=settings.scrape_job,
-        interval_s=settings.scrape_interval_s,
-        error_ratio=target.thresholds.error_rate,
-        latency_s=target.thresholds.response_time_ms / 1000,
-        severity_label=settings.severity_label,
-        critical=settings.critical_severity,
-        # a platform-side fault of the serving release: Prometheus gets no rules
-        without_rules=current is not None and "alert_rules_missing" in current.faults,
-    )
-
-
 @pytest.fixture(scope="session")
 def prometheus(target: Target, run_id: str) -> Iterator[Prometheus]:
-    """The target's Prometheus; for a local target without one, a real one started here."""
-    from postdeploy.monitoring.prometheus import PrometheusAPI, run_folder, shared_local_prometheus
+    """The target's Prometheus; without one, the one its platform runs for this run, if any."""
+    from postdeploy.monitoring.prometheus import PrometheusAPI
+    from postdeploy.rollback import lifecycle_of
 
     settings = target.monitoring
     token_env = settings.prometheus_token_env
@@ -140,17 +123,18 @@ def prometheus(target: Target, run_id: str) -> Iterator[Prometheus]:
         configured = session(settings.prometheus_url, started_here=False)
         yield configured
         configured.api.close()
-    elif target.platform == "local":
-        folder = run_folder(run_id, target.name)
-        with shared_local_prometheus(folder, _local_spec(target)) as url:
-            local = session(url, started_here=True)
-            yield local
-            local.api.close()
-    else:
+        return
+    services = lifecycle_of(target).services()
+    platform_prometheus = services.prometheus(run_id) if services else None
+    if platform_prometheus is None:
         pytest.skip(
             f"target {target.name!r} configures no Prometheus: set monitoring.prometheus_url "
             "to check scraping and alert rules"
         )
+    with platform_prometheus as url:
+        started = session(url, started_here=True)
+        yield started
+        started.api.close()
 
 
 @pytest.fixture(scope="session")

@@ -9,38 +9,23 @@ table are attached to the report.
 
 from __future__ import annotations
 
-import json
 import warnings
 
-import allure
 import pytest
 
 from postdeploy.performance.load import LoadSettings, run_load
-from postdeploy.plugin import SETTINGS_KEY
+from postdeploy.reporting.attachments import attach_file, attach_json, attach_text
+from postdeploy.settings import SETTINGS_KEY
 from postdeploy.users import CleanupWarning
 
 
 def _attach(result) -> None:
-    allure.attach(
-        result.table(),
-        name="load: per-endpoint figures",
-        attachment_type=allure.attachment_type.TEXT,
-    )
-    allure.attach(
-        json.dumps(result.summary, indent=2),
-        name="load: run summary",
-        attachment_type=allure.attachment_type.JSON,
-    )
+    attach_text("load: per-endpoint figures", result.table())
+    attach_json("load: run summary", result.summary)
     if result.html_report.exists():
-        allure.attach.file(
-            str(result.html_report),
-            name="Locust report",
-            attachment_type=allure.attachment_type.HTML,
-        )
+        attach_file(result.html_report, "Locust report")
     for csv_file in result.csv_files():
-        allure.attach.file(
-            str(csv_file), name=csv_file.name, attachment_type=allure.attachment_type.CSV
-        )
+        attach_file(csv_file)
 
 
 @pytest.mark.gating

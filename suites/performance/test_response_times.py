@@ -10,12 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import allure
 import pytest
 
 from postdeploy.contract import PATHS
 from postdeploy.http import new_client
 from postdeploy.performance.response_times import sample
+from postdeploy.reporting.attachments import attach_text
 
 
 @dataclass(frozen=True)
@@ -72,11 +72,7 @@ def test_response_time_p95_is_within_the_slo(endpoint, target, new_user):
             warmup=int(target.performance.warmup),
             limit_ms=limit_ms,
         )
-    allure.attach(
-        samples.table(),
-        name=f"response times of {endpoint.label}",
-        attachment_type=allure.attachment_type.TEXT,
-    )
+    attach_text(f"response times of {endpoint.label}", samples.table())
     assert samples.within(), (
         f"{endpoint.label}: p95 {samples.p95_ms:.0f} ms is over the {limit_ms:.0f} ms "
         f"response-time SLO; {samples.figures()}"

@@ -16,11 +16,11 @@ import re
 from html.parser import HTMLParser
 from urllib.parse import urljoin, urlsplit
 
-import allure
 import pytest
 
 from postdeploy.contract import KEY_PAGES, STATIC_PREFIX
 from postdeploy.expect import expect_status
+from postdeploy.reporting.attachments import attach_text
 
 #: Below this size compression saves too little to matter (Lighthouse uses a similar floor).
 COMPRESS_MIN_BYTES = 1024
@@ -155,9 +155,5 @@ def test_each_key_page_stays_within_its_size_budget(target, key_pages):
                 f"{budget / KIB:.0f} KB budget; heaviest: {heaviest} "
                 f"({weights[heaviest] / KIB:.1f} KB)"
             )
-    allure.attach(
-        "\n".join(rows),
-        name="page weight (bytes on the wire)",
-        attachment_type=allure.attachment_type.TEXT,
-    )
+    attach_text("page weight (bytes on the wire)", "\n".join(rows))
     assert not over, "; ".join(over)

@@ -9,11 +9,11 @@ the page is not green.
 
 from __future__ import annotations
 
-import allure
 import pytest
 
 from postdeploy.contract import KEY_PAGES, PAGES_NEEDING_LOGIN, SESSION_COOKIE, VITALS_INTERACTIONS
 from postdeploy.performance import web_vitals as vitals
+from postdeploy.reporting.attachments import attach_image, attach_text
 
 
 def _session_cookie(target, token: str) -> list[dict]:
@@ -40,18 +40,10 @@ def test_core_web_vitals_are_green(page_name, target, browser, browser_context_a
         finally:
             context.close()
     medians = vitals.median(runs)
-    allure.attach(
-        vitals.table(page_name, runs, medians),
-        name=f"web vitals of {path}",
-        attachment_type=allure.attachment_type.TEXT,
-    )
+    attach_text(f"web vitals of {path}", vitals.table(page_name, runs, medians))
     problems = vitals.judge(medians, vitals.thresholds(target.vitals))
     if problems and screenshot:
-        allure.attach(
-            screenshot,
-            name=f"{path} after the last load",
-            attachment_type=allure.attachment_type.PNG,
-        )
+        attach_image(f"{path} after the last load", screenshot)
     assert not problems, (
         f"the {page_name} page ({path}) is not green: {'; '.join(problems)} "
         f"(median of {loads} loads)\n{vitals.table(page_name, runs, medians)}"

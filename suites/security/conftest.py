@@ -27,6 +27,7 @@ from postdeploy.contract import (
     SESSION_ENDING_ROUTES,
 )
 from postdeploy.http import new_client
+from postdeploy.reporting.attachments import attach_json
 from postdeploy.security.headers import Headers
 from postdeploy.users import SYNTHETIC_DOMAIN, SYNTHETIC_PREFIX, SyntheticUser, UserFactory
 
@@ -43,21 +44,16 @@ API_SAMPLES = (PATHS.health, PATHS.content, PATHS.lesson(1), "/postdeploy-no-suc
 @pytest.fixture(scope="session")
 def tls_report(pytestconfig: pytest.Config, target: Target, run_id: str) -> TlsReport:
     """The run's one TLS scan of ``target`` (the first process to ask scans, others read it)."""
-    from postdeploy.plugin import SETTINGS_KEY
     from postdeploy.security.tls import cached_scan
+    from postdeploy.settings import SETTINGS_KEY
 
     cache_dir = pytestconfig.stash[SETTINGS_KEY].reports_dir / ".runs" / run_id
     report = cached_scan(target, cache_dir)
-    _attach(f"sslyze scan of {report.where}", report.scan_json or report.to_json())
+    attach_json(f"sslyze scan of {report.where}", report.scan_json or report.to_json())
     return report
 
 
-def _attach(name: str, body: str) -> None:
-    try:
-        import allure
-    except ImportError:  # pragma: no cover - allure-pytest is a dependency
-        return
-    allure.attach(body, name=name, attachment_type=allure.attachment_type.JSON)
+
 
 
 @dataclass
@@ -124,14 +120,14 @@ def _needed(session: pytest.Session, fixture: str) -> bool:
 
 
 def _send_corpus(target: Target, users: SessionUsers) -> list[Answer]:
-    from postdeploy.security.input_validation import load_corpus, probes, send_all
+    from postdeploy.security.input_validation import hostile_requests, load_corpus, send_all
 
-    to_send = probes(load_corpus(), users.new_email, users.main.email)
+    to_send = hostile_requests(load_corpus(), users.new_email, users.main.email)
     with new_client(target) as client:
         answers = send_all(client, to_send, users.main.auth)
     for answer in answers:
-        if answer.probe.account and answer.status == 201:
-            users.adopt(*answer.probe.account)
+        if answer.request.account and answer.status == 201:
+            users.adopt(*answer.request.account)
     return answers
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from postdeploy.contract import PATHS, SESSION_COOKIE
 from postdeploy.expect import expect_status
+from postdeploy.reporting.attachments import attach_text
 from postdeploy.security.headers import (
     REQUIREMENTS,
     GradeError,
@@ -68,7 +69,7 @@ def test_security_headers_grade_meets_the_minimum(target, api, new_user):
         redirects=redirects,
     )
     result = grade(observation)
-    _attach_text("HTTP Observatory grade", result.describe())
+    attach_text("HTTP Observatory grade", result.describe())
     assert meets(result.grade, minimum), (
         f"security headers grade {result.grade} ({result.score}/100) is below the minimum "
         f"{minimum}:\n{result.describe()}"
@@ -142,9 +143,4 @@ def _reflections(response, origin: str) -> list[str]:
     return []
 
 
-def _attach_text(name: str, body: str) -> None:
-    try:
-        import allure
-    except ImportError:  # pragma: no cover - allure-pytest is a dependency
-        return
-    allure.attach(body, name=name, attachment_type=allure.attachment_type.TEXT)
+

@@ -11,6 +11,7 @@ import collections
 
 import pytest
 
+from postdeploy.reporting.attachments import attach_text
 from postdeploy.security.fuzz import summarize as summarize_fuzz
 from postdeploy.security.input_validation import (
     acceptance_problems,
@@ -59,16 +60,8 @@ def test_fuzzed_responses_match_the_openapi_document(fuzz_report):
 
 
 def _attach_statuses(answers) -> None:
-    try:
-        import allure
-    except ImportError:  # pragma: no cover - allure-pytest is a dependency
-        return
     table = collections.defaultdict(collections.Counter)
     for answer in answers:
-        table[answer.probe.input][answer.status or answer.error[:40]] += 1
+        table[answer.request.input][answer.status or answer.error[:40]] += 1
     lines = [f"{name}: {dict(counts)}" for name, counts in sorted(table.items())]
-    allure.attach(
-        "\n".join(lines),
-        name=f"{len(answers)} hostile requests: statuses by input",
-        attachment_type=allure.attachment_type.TEXT,
-    )
+    attach_text(f"{len(answers)} hostile requests: statuses by input", "\n".join(lines))

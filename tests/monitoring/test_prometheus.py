@@ -1,6 +1,6 @@
-"""postdeploy.monitoring.prometheus: configuration, the API client's failures, and a real local
-Prometheus
-that is started once for several processes and never left running."""
+"""postdeploy.monitoring.prometheus (the API client's failures) and postdeploy.local.prometheus
+(configuration, and a real local Prometheus that is started once for several processes and
+never left running)."""
 
 from __future__ import annotations
 
@@ -16,21 +16,23 @@ from pathlib import Path
 import httpx
 import pytest
 
-from postdeploy.monitoring.prometheus import (
+from postdeploy.local.prometheus import (
     ALERT_ERROR_RATE,
     ALERT_INSTANCE_DOWN,
     ALERT_LATENCY,
-    PrometheusAPI,
-    PrometheusError,
     ScrapeSpec,
     alert_rules,
+    prometheus_config,
+    shared_local_prometheus,
+)
+from postdeploy.monitoring.prometheus import (
+    PrometheusAPI,
+    PrometheusError,
     family_present,
     parse_duration,
     parse_exposition,
     parse_time,
-    prometheus_config,
     sample_sum,
-    shared_local_prometheus,
     wait_for_increase,
     wait_for_scrape,
 )
@@ -258,7 +260,7 @@ def test_alert_rules_missing_starts_it_without_rules(tmp_path):
 USER = """
 import sys, time
 from pathlib import Path
-from postdeploy.monitoring.prometheus import ScrapeSpec, shared_local_prometheus
+from postdeploy.local.prometheus import ScrapeSpec, shared_local_prometheus
 spec = ScrapeSpec(url="https://127.0.0.1:1", ca_file="/nonexistent", job="j", interval_s=1.0,
                   error_ratio=0.001, latency_s=2.0, severity_label="severity", critical="critical")
 with shared_local_prometheus(Path(sys.argv[1]), spec) as url:

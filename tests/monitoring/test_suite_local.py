@@ -5,7 +5,6 @@ monitoring settings failing clearly, and nothing left running."""
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from pathlib import Path
@@ -13,15 +12,8 @@ from pathlib import Path
 import pytest
 
 from postdeploy.local import sentry_standin
-from postdeploy.monitoring.prometheus import run_folder
-
-
-def free_port() -> int:
-    """A port nothing listens on."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
+from postdeploy.local.prometheus import run_folder
+from postdeploy.sysutil import free_port
 
 MONITORING = "suites/monitoring"
 METRICS = "suites/monitoring/test_metrics.py"
