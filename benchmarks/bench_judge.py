@@ -137,8 +137,12 @@ def end_to_end(runs: int, samples: int) -> None:
         arms = [Arm(BASELINE, stable.url, str(stable.ca_file)), Arm(CANARY, canary.url)]
         try:
             stable.deploy("1.0.0")
-            for label, faults, count in (("healthy", (), runs), ("latency_regression", None, 1)):
-                canary.deploy("1.1.0", faults or ["latency_regression"])
+            scenarios: tuple[tuple[str, list[str], int], ...] = (
+                ("healthy", [], runs),
+                ("latency_regression", ["latency_regression"], 1),
+            )
+            for label, faults, count in scenarios:
+                canary.deploy("1.1.0", faults)
                 target = _with_ca(target, str(canary.ca_file))
                 plan = plan_traffic(samples, 5, 10**6, 50)
                 results, took = [], []
