@@ -4,6 +4,7 @@ postdeploy local deploy VERSION [--faults a,b]   deploy a release of the referen
 postdeploy local status | rollback | stop         inspect, roll back, stop it
 postdeploy local faults                           the faults a release can carry
 postdeploy local logs [-n N]                      the serving release's log lines
+postdeploy drill --target T                      could T be rolled back now? (a dry run)
 postdeploy report [--reports-dir DIR]             the HTML report from allure-results, with history
 postdeploy history list | show RUN | invalidate RUN  the canary judge's stored runs
 """
@@ -106,14 +107,23 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 def cmd_watch(args: argparse.Namespace) -> int:
     from postdeploy.rollback.controller import Mode
-    from postdeploy.watch import WatchSettings, parse_duration, watch
+    from postdeploy.watch import WatchSettings, env_defaults, parse_duration, watch
 
     try:
+        defaults = env_defaults()
         settings = WatchSettings(
             duration_s=parse_duration(args.duration),
-            interval_s=parse_duration(args.interval),
-            error_threshold=args.error_threshold,
-            latency_threshold_ms=args.latency_threshold_ms,
+            interval_s=parse_duration(args.interval)
+            if args.interval is not None
+            else defaults["interval_s"],
+            error_threshold=int(
+                args.error_threshold
+                if args.error_threshold is not None
+                else defaults["error_threshold"]
+            ),
+            latency_threshold_ms=args.latency_threshold_ms
+            if args.latency_threshold_ms is not None
+            else defaults["latency_threshold_ms"],
         )
     except ValueError as exc:
         raise ConfigError(f"watch: {exc}") from None
@@ -150,6 +160,49 @@ def cmd_watch(args: argparse.Namespace) -> int:
     if record is not None:
         print(f"rollback ({record.mode}): {record.status} - {record.reason}")
     return int(result.verdict["exit_status"])
+
+
+def cmd_drill(args: argparse.Namespace) -> int:
+    """A rollback drill: could the target be rolled back now? Gate in dry-run, then readiness."""
+    import json
+
+    from postdeploy.rollback.controller import (
+        AUDIT_FILE,
+        AuditLog,
+        Mode,
+        RollbackController,
+        Verifier,
+    )
+    from postdeploy.settings import new_run_id
+
+    targets = load_targets(args.targets_file).select(args.target)
+    if len(targets) != 1:
+        raise ConfigError("drill: --target names one target")
+    target = targets[0]
+    reports = args.reports_dir
+    run_id = new_run_id()
+    verifier = Verifier(Path.cwd(), args.targets_file, reports, rollback="dry-run", subdir="drill")
+    controller = RollbackController(Mode.DRY_RUN, AuditLog(reports / AUDIT_FILE, run_id), verifier)
+    print(f"rollback drill of {target.name} ({target.url}), run {run_id}")
+    gate = {"status": "skipped", "reason": "--no-gate"} if args.no_gate else verifier(target)
+    print(f"  gate (--rollback dry-run, health checks): {gate.get('status')}"
+          + (f" - {gate['reason']}" if gate.get("reason") else ""))  # fmt: skip
+    checks = controller.readiness(target)
+    for check in checks:
+        print(f"  {'ok  ' if check['ok'] else 'FAIL'} {check['check']}: {check['detail']}")
+    ready = all(check["ok"] for check in checks)
+    verdict = "a rollback could happen now" if ready else "a rollback could NOT happen now"
+    print(f"drill: {verdict}")
+    reports.mkdir(parents=True, exist_ok=True)
+    (reports / "drill.json").write_text(
+        json.dumps(
+            {"run_id": run_id, "target": target.name, "ready": ready, "gate": gate,
+             "checks": checks},
+            indent=2,
+        ) + "\n",
+        encoding="utf-8",
+    )  # fmt: skip
+    return EXIT_OK if ready else EXIT_FAILED
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -260,16 +313,19 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"Targets file (default: the nearest {DEFAULT_TARGETS_FILE} from here upward)",
     )  # fmt: skip
     monitor.add_argument("--duration", default="10m", help="How long to watch (default: 10m)")
-    monitor.add_argument("--interval", default="30s", help="Time between rounds (default: 30s)")
     monitor.add_argument(
-        "--error-threshold", type=int, default=5, help="Errors that fail the gate (default: 5)"
-    )
+        "--interval", default=None,
+        help="Time between rounds (default: $ROLLBACK_MONITORING_INTERVAL or 30s)",
+    )  # fmt: skip
     monitor.add_argument(
-        "--latency-threshold-ms",
-        type=float,
-        default=5000.0,
-        help="A slower answer counts as an error (default: 5000)",
-    )
+        "--error-threshold", type=int, default=None,
+        help="Errors that fail the gate (default: $ROLLBACK_ERROR_THRESHOLD or 5)",
+    )  # fmt: skip
+    monitor.add_argument(
+        "--latency-threshold-ms", type=float, default=None,
+        help="A slower answer counts as an error (default: $ROLLBACK_RESPONSE_TIME_THRESHOLD "
+        "or 5000)",
+    )  # fmt: skip
     monitor.add_argument(
         "--rollback",
         choices=("off", "dry-run", "auto"),
@@ -280,6 +336,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--reports-dir", type=Path, default=Path("reports"), help="Where verdict.json goes"
     )
     monitor.set_defaults(handler=cmd_watch)
+
+    drill = commands.add_parser(
+        "drill", help="Rollback drill: could the target be rolled back now? (calls nothing)"
+    )
+    drill.add_argument("--target", required=True, help="Target to drill (one)")
+    drill.add_argument(
+        "--targets-file", type=Path, default=Path(DEFAULT_TARGETS_FILE), help="Targets file"
+    )
+    drill.add_argument(
+        "--reports-dir", type=Path, default=Path("reports"), help="Where drill.json goes"
+    )
+    drill.add_argument(
+        "--no-gate", action="store_true", help="Only the readiness checks, no dry-run gate"
+    )
+    drill.set_defaults(handler=cmd_drill)
 
     report = commands.add_parser(
         "report", help="Build the HTML report from allure-results (Allure 3), keeping history"

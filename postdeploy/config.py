@@ -84,6 +84,7 @@ PLATFORM_KEYS: dict[str, dict[str, Key]] = {
     },
     "render": {
         "service_id": Key(str, help="Render service id (srv-...)"),
+        "owner_id": Key(str, "", help="workspace id (tea-...) for the logs; default: asked"),
         "token_env": Key(str, "RENDER_API_KEY", help="env var holding the API key"),
         "api_url": Key(str, "https://api.render.com/v1", help="REST API base"),
     },
@@ -92,6 +93,7 @@ PLATFORM_KEYS: dict[str, dict[str, Key]] = {
         "service": Key(str, help="ECS service name"),
         "region": Key(str, help="AWS region"),
         "profile_env": Key(str, "AWS_PROFILE", help="env var naming the AWS profile"),
+        "log_group": Key(str, "", help="CloudWatch log group; default: the awslogs group"),
     },
     "gcp": {
         "project": Key(str, help="GCP project id"),
@@ -99,6 +101,7 @@ PLATFORM_KEYS: dict[str, dict[str, Key]] = {
         "service": Key(str, help="Cloud Run service name"),
         "token_env": Key(str, "GCP_ACCESS_TOKEN", help="env var holding an OAuth access token"),
         "api_url": Key(str, "https://run.googleapis.com", help="Cloud Run Admin API base"),
+        "logging_url": Key(str, "https://logging.googleapis.com", help="Cloud Logging API base"),
     },
     "azure": {
         "subscription_id": Key(str, help="Azure subscription id"),
@@ -107,10 +110,16 @@ PLATFORM_KEYS: dict[str, dict[str, Key]] = {
         "slot": Key(str, "staging", help="deployment slot swapped with production"),
         "token_env": Key(str, "AZURE_ACCESS_TOKEN", help="env var holding an ARM access token"),
         "api_url": Key(str, "https://management.azure.com", help="ARM endpoint"),
+        "log_analytics_workspace_id": Key(str, "", help="workspace of the app's console logs"),
+        "log_analytics_url": Key(str, "https://api.loganalytics.io", help="Log Analytics API"),
+        "log_token_env": Key(
+            str, "AZURE_LOG_ANALYTICS_TOKEN", help="env var holding a Log Analytics token"
+        ),
     },
     "command": {
         "rollback_command": Key(str, help="command run to roll back; release ids in its env"),
         "releases_command": Key(str, "", help="command printing releases as JSON"),
+        "logs_command": Key(str, "", help="command printing the app's recent log lines"),
     },
 }
 
@@ -126,6 +135,42 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "cooldown_s": Key((int, float), 3600.0, help="no second rollback within this window"),
         "wait_timeout_s": Key((int, float), 300.0, help="how long to wait for the old release"),
         "poll_interval_s": Key((int, float), 1.0, help="how often to ask the platform"),
+        "verify_data": Key(
+            bool, True, help="false: no data marker (an app without the contract's API)"
+        ),
+        # the operations plan's objectives: rollback < 5 min, recovery < 10 min, > 99.9 %
+        "objective_s": Key(
+            (int, float), 300.0, help="longest acceptable rollback (call to serving); escalates"
+        ),
+        "recovery_objective_s": Key(
+            (int, float), 600.0, help="longest acceptable detection-to-verified time; escalates"
+        ),
+        "availability_objective": Key(
+            (int, float), 0.999, help="share of probes answered correctly during the rollback"
+        ),
+        "availability_interval_s": Key(
+            (int, float), 1.0, help="time between availability probes during the rollback"
+        ),
+        "evidence_log_lines": Key(
+            (int, float), 500, help="newest log lines of the failing release kept as evidence"
+        ),
+    },
+    # Incident severity (postdeploy/reporting/severity.py): which failed checks are Sev 1.
+    # Patterns are fnmatch patterns over test node ids; other gating failures are Sev 2,
+    # non-gating failures and quarantined or flaky checks Sev 3.
+    "severity": {
+        "sev1_checks": Key(
+            (list, str),
+            "*monitoring/test_health.py::*,*functional/test_authentication.py::*,"
+            "*security/test_auth.py::*,*functional/test_database.py::*,watch::/api/health",
+            help="checks whose failure is Sev 1: app down, authentication, data integrity",
+        ),
+        "sev1_categories": Key(
+            (list, str), "journey", help="categories whose gating failures are Sev 1"
+        ),
+        "page_max_level": Key(
+            (int, float), 1, help="severities up to this level page (PagerDuty trigger)"
+        ),
     },
     "notify": {
         "slack_webhook_env": Key(str, "", help="env var holding a Slack incoming-webhook URL"),
@@ -134,6 +179,23 @@ SECTIONS: dict[str, dict[str, Key]] = {
             str, "https://events.pagerduty.com/v2/enqueue", help="PagerDuty Events API v2 URL"
         ),
         "webhook_url_env": Key(str, "", help="env var holding a generic JSON webhook URL"),
+        "teams_webhook_env": Key(
+            str, "", help="env var holding a Microsoft Teams Workflows webhook URL"
+        ),
+        "smtp_host": Key(str, "", help="SMTP server for e-mail; empty: no e-mail"),
+        "smtp_port": Key((int, float), 587, help="SMTP port (STARTTLS submission)"),
+        "smtp_starttls": Key(bool, True, help="upgrade the SMTP connection with STARTTLS"),
+        "smtp_ca_file": Key(str, "", help="PEM bundle to trust for the SMTP server"),
+        "smtp_username_env": Key(str, "", help="env var holding the SMTP user name"),
+        "smtp_password_env": Key(str, "", help="env var holding the SMTP password"),
+        "email_from": Key(str, "", help="sender address of e-mail notifications"),
+        "email_to": Key((list, str), "", help="recipients of e-mail notifications"),
+        "statuspage_api_key_env": Key(
+            str, "", help="env var holding an Atlassian Statuspage API key"
+        ),
+        "statuspage_page_id": Key(str, "", help="Statuspage page id"),
+        "statuspage_component_id": Key(str, "", help="Statuspage component of this target"),
+        "statuspage_url": Key(str, "https://api.statuspage.io/v1", help="Statuspage REST API base"),
         "timeout_s": Key((int, float), 5.0, help="timeout of each notification request"),
     },
     # Security suite: TLS (sslyze) ...
@@ -153,6 +215,20 @@ SECTIONS: dict[str, dict[str, Key]] = {
         ),
         "fuzz_examples": Key(
             (int, float), 10, help="schemathesis examples per API operation and mode (max 20)"
+        ),
+        # what a deploy gets wrong (suites/security/test_{redirects,exposure,debug,...}.py)
+        "api_console": Key(bool, False, help="true: an interactive API console may be served"),
+        "openapi_public": Key(bool, True, help="false: the OpenAPI document must not be served"),
+        "private_source_maps": Key(
+            bool, False, help="true: the scripts' source maps must not be served"
+        ),
+        "edge": Key(
+            bool, False, help="the target is behind a caching edge: check two users' answers"
+        ),
+        "gating_checks": Key(
+            (list, str),
+            "open_redirect,exposed_files,debug_pages,private_caching",
+            help="deploy-misconfiguration checks whose failure gates (postdeploy.security.gating)",
         ),
     },
     # Monitoring suite; a list may also be written as one comma-separated string.

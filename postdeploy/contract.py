@@ -29,6 +29,8 @@ class Paths:
     page_register: str = "/register"
     page_login: str = "/login"
     page_dashboard: str = "/dashboard"
+    #: where the login flow sends a user back to the page they wanted (``?next=/path``)
+    page_continue: str = "/continue"
     #: test-only route raising an unhandled error (guarded by ERROR_TRIGGER_HEADER)
     error_trigger: str = "/api/_test/error"
 
@@ -141,6 +143,40 @@ JSON_INPUTS: tuple[JsonInput, ...] = (
 )
 #: Paths with a parameter, as templates for ``str.format`` (the parameter gets the payload).
 PATH_INPUTS: tuple[str, ...] = (PATHS.lesson("{}"), PATHS.page_lesson("{}"))
+
+# -- security suite: what a deploy gets wrong ----------------------------------------------
+
+#: Routes that redirect to a destination named in the query, and the names such a parameter
+#: has in real apps: every route is probed with every name.
+REDIRECT_ROUTES: tuple[str, ...] = (PATHS.page_continue, PATHS.page_login)
+REDIRECT_PARAMS: tuple[str, ...] = ("next", "return_to", "redirect", "url")
+#: Answers that carry the calling user's data (never storable by a shared cache).
+USER_DATA_PATHS: tuple[str, ...] = (PATHS.me, PATHS.progress, PATHS.profile)
+#: Files the deployment serves on purpose (their backups must not be served) and the server
+#: side's entry points (never served at all, nor their backups).
+ENTRY_POINTS: tuple[str, ...] = ("/static/app.js", "/static/app.css", "/app.py", "/main.py")
+#: Folders static files are served from (never listed).
+STATIC_FOLDERS: tuple[str, ...] = ("/static/",)
+#: Interactive API consoles frameworks serve when they are left on.
+API_CONSOLES: tuple[str, ...] = ("/docs", "/redoc", "/swagger-ui.html", "/api/docs", "/graphql")
+#: API routes and the methods each implements (HEAD comes with GET).
+API_METHODS: tuple[tuple[str, frozenset[str]], ...] = (
+    (PATHS.health, frozenset({"GET", "HEAD"})),
+    (PATHS.content, frozenset({"GET", "HEAD"})),
+    (PATHS.lesson(1), frozenset({"GET", "HEAD"})),
+    (PATHS.login, frozenset({"POST"})),
+    (PATHS.me, frozenset({"GET", "HEAD"})),
+    (PATHS.progress, frozenset({"GET", "HEAD"})),
+    (PATHS.profile, frozenset({"GET", "HEAD", "PUT"})),
+    (PATHS.account, frozenset({"DELETE"})),
+)
+#: GETs that commonly reach a handler's error path (an id past 64 bits, a NUL, bad UTF-8).
+ERROR_PROVOKING_PATHS: tuple[str, ...] = (
+    PATHS.lesson("99999999999999999999999"),
+    PATHS.lesson("%00"),
+    PATHS.lesson("%ff%fe"),
+    PATHS.page_lesson("99999999999999999999999"),
+)
 
 # -- performance suite and browser journeys ------------------------------------------------
 

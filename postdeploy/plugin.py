@@ -254,7 +254,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SETTINGS_KEY] = settings
     from postdeploy.reporting.terminal import UnreachableOnce
 
-    config.pluginmanager.register(UnreachableOnce(settings.secrets), "postdeploy-unreachable")
+    unreachable = UnreachableOnce(settings.secrets, tuple(settings.targets))
+    config.pluginmanager.register(unreachable, "postdeploy-unreachable")
     if settings.load_error or not _runs_suites(config):
         return
     # Strict markers in every validation run: a typo in a marker must not silently

@@ -47,12 +47,25 @@ from postdeploy.rollback.controller import (
     Verifier,
 )
 
+#: Where the failing releases' logs are kept (under the reports dir).
+EVIDENCE_DIR = "evidence"
+
 if TYPE_CHECKING:
     from _pytest.reports import TestReport
     from _pytest.terminal import TerminalReporter
 
     from postdeploy.config import Target
     from postdeploy.settings import RunSettings
+
+
+def target_of_nodeid(nodeid: str, names: list[str]) -> str | None:
+    """The target a parametrized node id runs against: ``test_x[local-prod]`` -> local-prod
+    (the longest target name that is a whole ``-``-separated part of its parameter ids)."""
+    if not nodeid.endswith("]") or "[" not in nodeid:
+        return None
+    params = "-" + nodeid[nodeid.index("[") + 1 : -1] + "-"
+    found = [name for name in names if f"-{name}-" in params]
+    return max(found, key=len) if found else None
 
 
 class ValidationRun:
@@ -64,6 +77,9 @@ class ValidationRun:
         self.started_at = now()
         self.results = {name: TargetResults(name) for name in settings.targets}
         self.serving_versions: dict[str, str] = {}
+        from postdeploy.reporting.notifications import Notifier
+
+        self.notifier = Notifier(settings.run_id, enabled=settings.notify, context=self._incident)
         #: the data markers written at the start of a run that may roll back (consistency.py)
         self.markers = DataMarkers(settings.run_id) if settings.rollback == Mode.AUTO else None
         self.controller = RollbackController(
@@ -73,7 +89,11 @@ class ValidationRun:
                 settings.rootdir, settings.targets_file, settings.reports_dir,
                 markers=self.markers,
             ),
+            listener=self.notifier.rollback_event,
+            evidence_dir=settings.reports_dir / EVIDENCE_DIR,
         )  # fmt: skip
+        #: the targets as the controller probes them (a local target trusts its CA)
+        self.probe_targets = dict(settings.targets)
         self.verdict: dict[str, Any] | None = None
 
     # -- the platforms' part: deploy before the run where the platform does (local) --------
@@ -83,7 +103,9 @@ class ValidationRun:
 
         for target in self.settings.targets.values():
             try:
-                lifecycle_of(target).prepare(self.settings.run_id, self.settings.expect_version)
+                self.probe_targets[target.name] = lifecycle_of(target).prepare(
+                    self.settings.run_id, self.settings.expect_version
+                )
             except Exception as exc:
                 raise pytest.UsageError(f"target {target.name!r}: {exc}") from None
             if self.markers is not None:
@@ -105,6 +127,18 @@ class ValidationRun:
             name = callspec.params.get("target") if callspec else None
             if name in self.results and item.get_closest_marker("gating") is not None:
                 self.controller.gating_checks.setdefault(name, []).append(item.nodeid)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        """Under xdist the controller collects nothing itself: the workers' node ids stand in,
+        and the verification keeps the gating ones with ``-m gating``."""
+        if self.controller.checks_are_gating is False:
+            return  # the first worker's ids are every worker's
+        self.controller.checks_are_gating = False
+        for nodeid in ids:
+            name = target_of_nodeid(nodeid, list(self.results))
+            if name is not None:
+                self.controller.gating_checks.setdefault(name, []).append(nodeid)
 
     # -- results ---------------------------------------------------------------------------
 
@@ -142,10 +176,21 @@ class ValidationRun:
         if results.gate_failed and not failed_before:
             self._gate_failed(name, time.monotonic())
 
+    def _incident(self, name: str, rollback: Any) -> tuple[Any, list[str]]:
+        """The severity and failing checks of ``name`` now (for the notifier's events)."""
+        from postdeploy.reporting.severity import assess_results
+
+        results = self.results[name]
+        failing = sorted({f.test for f in results.failures if f.gating})
+        return assess_results(self.settings.targets[name], results, rollback), failing
+
     def _gate_failed(self, name: str, detected: float) -> None:
-        target = self.settings.targets[name]
+        target = self.probe_targets[name]
         _, reason = self.results[name].verdict()
         record = self.controller.on_gate_failed(target, reason, detected)
+        from postdeploy.reporting.attachments import attach_incident
+
+        attach_incident(record.to_dict())
         if record.status in (Status.SUCCEEDED, Status.FAILED) and record.new_release:
             marker = self.settings.marker_file(name)
             marker.parent.mkdir(parents=True, exist_ok=True)
@@ -182,14 +227,8 @@ class ValidationRun:
             quarantine=self._quarantine(),
             targets=targets,
         )
-        from postdeploy.reporting.notifications import announce
-
         for name, entry in targets.items():
-            entry["notifications"] = (
-                announce(self.settings.targets[name], entry, self.settings.run_id)
-                if self.settings.notify
-                else []
-            )
+            entry["notifications"] = self.notifier.summary(self.settings.targets[name], entry)
         write_verdict(
             self.settings.reports_dir / VERDICT_FILE,
             self.verdict,

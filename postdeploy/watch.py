@@ -7,14 +7,19 @@ the target's gate has failed: the monitor rolls it back through the same control
 and safety rules as a test run (once, lock, cooldown, verification), writes the same
 ``verdict.json`` and audit records, and notifies.
 
-Defaults come from the operations plan: 5 errors, 5000 ms, a 30 s interval.
+Defaults come from the operations plan: 5 errors, 5000 ms, a 30 s interval, and its
+environment variables override them when set (``ROLLBACK_ERROR_THRESHOLD``,
+``ROLLBACK_RESPONSE_TIME_THRESHOLD`` in ms, ``ROLLBACK_MONITORING_INTERVAL`` - or the plan's
+script's ``ROLLBACK_CHECK_INTERVAL`` - in seconds or as a duration); command-line options
+override both. People are told while it happens (``postdeploy.reporting.notifications``).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,6 +53,10 @@ DEFAULT_DURATION_S = 600.0
 DEFAULT_INTERVAL_S = 30.0
 DEFAULT_ERROR_THRESHOLD = 5
 DEFAULT_LATENCY_THRESHOLD_MS = 5000.0
+#: The operations plan's environment variables, read as defaults.
+ERROR_THRESHOLD_ENV = "ROLLBACK_ERROR_THRESHOLD"
+RESPONSE_TIME_THRESHOLD_ENV = "ROLLBACK_RESPONSE_TIME_THRESHOLD"
+INTERVAL_ENVS = ("ROLLBACK_MONITORING_INTERVAL", "ROLLBACK_CHECK_INTERVAL")
 #: What one round probes: the health route first, then the key endpoints.
 PROBES = (PATHS.health, PATHS.content, PATHS.page_home)
 
@@ -61,6 +70,39 @@ def parse_duration(text: str) -> float:
     if not match:
         raise ValueError(f"{text!r} is not a duration; write e.g. 90s, 10m or 1h")
     return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def env_defaults(environ: Mapping[str, str] | None = None) -> dict[str, float]:
+    """The plan's ``ROLLBACK_*`` variables as watch defaults; raises ValueError naming the
+    variable and the fix when one is not a number."""
+    environ = os.environ if environ is None else environ
+    defaults: dict[str, float] = {
+        "error_threshold": DEFAULT_ERROR_THRESHOLD,
+        "latency_threshold_ms": DEFAULT_LATENCY_THRESHOLD_MS,
+        "interval_s": DEFAULT_INTERVAL_S,
+    }
+    raw = environ.get(ERROR_THRESHOLD_ENV, "").strip()
+    if raw:
+        if not raw.isdigit() or int(raw) < 1:
+            raise ValueError(f"${ERROR_THRESHOLD_ENV}={raw!r} must be a whole number, at least 1")
+        defaults["error_threshold"] = int(raw)
+    raw = environ.get(RESPONSE_TIME_THRESHOLD_ENV, "").strip()
+    if raw:
+        try:
+            defaults["latency_threshold_ms"] = float(raw)
+        except ValueError:
+            raise ValueError(
+                f"${RESPONSE_TIME_THRESHOLD_ENV}={raw!r} must be milliseconds, e.g. 5000"
+            ) from None
+    for name in INTERVAL_ENVS:
+        raw = environ.get(name, "").strip()
+        if raw:
+            try:
+                defaults["interval_s"] = parse_duration(raw)
+            except ValueError as exc:
+                raise ValueError(f"${name}: {exc}") from None
+            break
+    return defaults
 
 
 @dataclass(frozen=True)
@@ -123,12 +165,23 @@ def watch(
 ) -> WatchResult:
     """Watch ``target`` for ``settings.duration_s``; roll back when errors reach the threshold."""
     target = lifecycle_of(target).client_target()  # trusting the platform's own CA, if any
+    from postdeploy.reporting.notifications import Notifier
+    from postdeploy.reporting.severity import assess_results
+
+    results = TargetResults(target.name)
+
+    def incident(name: str, rollback: Any) -> tuple[Any, list[str]]:
+        failing = sorted({f.test for f in results.failures})
+        return assess_results(target, results, rollback), failing
+
+    notifier = Notifier(run_id, context=incident)
     controller = controller or RollbackController(
         mode,
         AuditLog(reports_dir / AUDIT_FILE, run_id),
         Verifier(rootdir, targets_file, reports_dir),
+        listener=notifier.rollback_event,
+        evidence_dir=reports_dir / "evidence",
     )
-    results = TargetResults(target.name)
     started_at = now()
     errors = requests = rounds = 0
     deadline = time.monotonic() + settings.duration_s
@@ -171,9 +224,13 @@ def watch(
         )
     entry = target_verdict(target, results, record)
     entry["gate"], entry["reason"] = ("failed" if failed else "passed"), reason
-    from postdeploy.reporting.notifications import announce
-
-    entry["notifications"] = announce(target, entry, run_id)
+    if not failed:  # errors under the threshold are warnings: Sev 3, never a page
+        entry["severity"] = (
+            {"level": 3, "label": "Sev 3", "reasons": [reason], "pages": False}
+            if errors
+            else {"level": None, "label": "none", "reasons": [], "pages": False}
+        )
+    entry["notifications"] = notifier.summary(target, entry)
     verdict = verdict_document(
         run_id=run_id,
         started_at=started_at,

@@ -78,9 +78,7 @@ def audit(tmp_path):
 
 def controller(mode, audit, verified="passed"):
     ledger = Ledger(audit.path.parent / "ledger")
-    return RollbackController(
-        Mode(mode), audit, lambda target, **_: {"status": verified}, ledger
-    )
+    return RollbackController(Mode(mode), audit, lambda target, **_: {"status": verified}, ledger)
 
 
 def events(audit) -> list[str]:

@@ -34,23 +34,24 @@ def by_channel(receiver):
     return slack, pagerduty
 
 
-def test_a_failed_gate_sends_one_message_per_channel_with_the_rollback(
-    local_env, receiver, notify_env
-):
+def test_a_failed_gate_tells_each_channel_as_the_rollback_happens(local_env, receiver, notify_env):
     local_env.platform.deploy("1.0.0")
     # the good release's gate writes the data marker that the rollback's verification reads
     local_env.run("-m", "gating", "--rollback", "auto", suites=CORE)
     local_env.platform.deploy("2.0.0", ["login_broken"])
     run = local_env.run("-m", "gating", "--rollback", "auto", suites=CORE, env=notify_env)
     slack, pagerduty = by_channel(receiver)
-    assert len(slack) == 1
-    assert len(pagerduty) == 1
+    assert len(slack) == 3  # rollback initiated, rollback completed, the run's summary
+    assert [e["event_action"] for e in pagerduty] == ["trigger", "resolve"]
     event = pagerduty[0]
-    assert event["event_action"] == "trigger"
     assert event["dedup_key"] == "postdeploy/local/2.0.0"
-    assert event["payload"]["severity"] == "warning"  # rolled back and verified: not critical
-    assert "rolled back" in event["payload"]["summary"]
-    assert [n["ok"] for n in run.target()["notifications"]] == [True, True]
+    # authentication failed: Sev 1, which pages even though the rollback then succeeded
+    assert event["payload"]["severity"] == "critical"
+    assert "rollback initiated" in event["payload"]["summary"]
+    assert all(n["ok"] for n in run.target()["notifications"])
+    assert [n["event"] for n in run.target()["notifications"] if n["channel"] == "slack"] == [
+        "rollback-initiated", "rollback-completed", "summary",
+    ]  # fmt: skip
     for text in (run.output, str(run.verdict)):
         assert SLACK_SECRET not in text
         assert ROUTING_KEY not in text

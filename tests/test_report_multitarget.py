@@ -39,6 +39,7 @@ rollback_command = "{command}"
 cooldown_s = 0
 wait_timeout_s = 30
 poll_interval_s = 0.1
+verify_data = false         # these stand-in deployments have no learning-session API
 """
 
 HEALTH = """

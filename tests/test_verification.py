@@ -19,6 +19,8 @@ from postdeploy.rollback.ledger import Ledger
 from tests.test_controller import MemoryDriver, make_target
 
 PASSWORD_FIELD = "password"
+#: The reference app's limit on a learning session's duration (its models.MAX_DURATION_S).
+MAX_DURATION_S = 86_400
 
 
 @dataclass
@@ -52,6 +54,8 @@ class AppStandIn:
         if path == "/api/learning/session":
             if self.session_broken:
                 return httpx.Response(500, json={"error": {"code": "internal"}})
+            if not 0 <= body["duration_s"] <= MAX_DURATION_S:  # the app's own limit
+                return httpx.Response(422, json={"error": {"code": "validation_error"}})
             mine.append(body)
             return httpx.Response(201, json={"id": len(mine), **body, "completed_at": "now"})
         if path == "/api/learning/progress":
@@ -100,7 +104,7 @@ def test_the_verifier_gets_every_gating_check_of_the_run_and_the_restored_versio
     checks = ["suites/functional/test_a.py::test_login[web]", "suites/x.py::test_health[web]"]
     controller.gating_checks["web"] = checks
     controller.on_gate_failed(make_target(), "x", driver=VersionedDriver())
-    assert seen == {"checks": tuple(checks), "expect_version": "1.0.0"}
+    assert seen == {"checks": tuple(checks), "expect_version": "1.0.0", "only_gating": False}
 
 
 def test_a_driver_that_cannot_tell_the_version_expects_none(tmp_path):
@@ -226,8 +230,71 @@ def test_the_verifier_fails_when_the_data_is_gone_even_if_the_checks_pass(app, t
     data.write(make_target())
     app.users.clear()
     verifier = Verifier(tmp_path, tmp_path / "targets.toml", tmp_path / "reports", markers=data)
-    verifier._rerun = lambda target, checks, version: {"status": "passed", "checks": []}  # type: ignore[method-assign]
+    verifier._rerun = lambda *_: {"status": "passed", "checks": []}  # type: ignore[method-assign]
     result = verifier(make_target())
     assert result["status"] == "failed"
     assert result["data"]["status"] == "failed"
     assert result["reason"].startswith("data consistency:")
+
+
+def test_junit_names_map_back_to_node_ids_with_classes_and_params(tmp_path):
+    from postdeploy.rollback.controller import _junit_key, _junit_outcomes
+
+    junit = tmp_path / "junit.xml"
+    junit.write_text(
+        '<testsuites><testsuite name="pytest">'
+        '<testcase classname="suites.functional.test_a" name="test_login[web]">'
+        '<failure message="no"/></testcase>'
+        '<testcase classname="suites.functional.test_a.TestB" name="test_c[web]"/>'
+        '<testcase classname="suites.x" name="test_d[web]"><error message="bug"/></testcase>'
+        "</testsuite></testsuites>"
+    )
+    outcomes = _junit_outcomes(junit)
+    assert outcomes[_junit_key("suites/functional/test_a.py::test_login[web]")] == "failed"
+    assert outcomes[_junit_key("suites/functional/test_a.py::TestB::test_c[web]")] == "passed"
+    assert outcomes[_junit_key("suites/x.py::test_d[web]")] == "broken"
+
+
+def test_under_xdist_the_collected_ids_are_rerun_keeping_the_gating_ones(tmp_path):
+    verifier = Verifier(tmp_path, tmp_path / "targets.toml", tmp_path / "reports")
+    checks = ["suites/a.py::test_x[web]"]
+    command = verifier._command(make_target(), checks, None, tmp_path / "out", only_gating=True)
+    assert command[command.index(checks[0]) + 1 : command.index(checks[0]) + 3] == ["-m", "gating"]
+
+
+@pytest.mark.parametrize(
+    ("nodeid", "expected"),
+    [
+        ("suites/a.py::test_x[local]", "local"),
+        ("suites/a.py::test_x[local-prod]", "local-prod"),
+        ("suites/a.py::test_x[local-GET /api/health]", "local"),
+        ("suites/a.py::test_x[3-local-prod]", "local-prod"),
+        ("suites/a.py::test_x[fly]", None),
+        ("suites/a.py::test_x", None),
+    ],
+)
+def test_the_target_of_a_node_id_is_its_longest_matching_parameter(nodeid, expected):
+    from postdeploy.run import target_of_nodeid
+
+    assert target_of_nodeid(nodeid, ["local", "local-prod"]) == expected
+
+
+def test_every_marker_session_is_one_the_app_accepts():
+    from postdeploy.rollback.consistency import DURATION_RANGE_S
+
+    low, high = DURATION_RANGE_S
+    assert 0 < low < high <= MAX_DURATION_S
+
+
+def test_a_target_that_opts_out_keeps_no_marker_and_says_so(app, tmp_path):
+    from postdeploy.config import Section
+
+    target = make_target()
+    sections = {**target.sections}
+    sections["rollback"] = Section("rollback", {**sections["rollback"], "verify_data": False})
+    target = Target(name=target.name, platform=target.platform, url=target.url, sections=sections)
+    assert markers(app, tmp_path, "run-1").write(target)["status"] == "not-written"
+    assert app.users == {}, "nothing is written"
+    result = markers(app, tmp_path, "run-1").read_back(target)
+    assert result["status"] == "not-run"
+    assert "verify_data is false" in result["reason"]

@@ -4,10 +4,15 @@ against the restored release with its version expected, and the data marker read
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import jsonschema
 import pytest
 
 from postdeploy.rollback.consistency import MarkerStore
+from tests.standins.receiver import Receiver
+
+SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "verdict.schema.json"
 
 CORE = ("suites/functional", "suites/monitoring/test_health.py")
 LOGIN = "test_login_returns_a_bearer_token_and_a_session_cookie"
@@ -44,7 +49,17 @@ def test_a_rollback_to_a_broken_release_fails_verification_naming_the_checks(fre
     v1 = platform.deploy("1.0.0", ["login_broken"])
     v2 = platform.deploy("2.0.0", ["health_down"])
     before = len(platform.releases())
-    run = fresh.run("-m", "gating", "--rollback", "auto", suites=CORE)
+    with Receiver() as receiver:
+        env = {
+            "POSTDEPLOY_LOCAL_NOTIFY_PAGERDUTY_ROUTING_KEY_ENV": "SELFTEST_PD_KEY",
+            "SELFTEST_PD_KEY": "R0UT1NGKEYVERIFY0123456789",
+            "POSTDEPLOY_LOCAL_NOTIFY_PAGERDUTY_URL": f"{receiver.url}/v2/enqueue",
+        }
+        run = fresh.run("-m", "gating", "--rollback", "auto", suites=CORE, env=env)
+    # escalated: the page is critical, and says the verification failed
+    pages = [r.body for r in receiver.received if r.path.startswith("/v2/enqueue")]
+    assert pages, "no escalation was sent"
+    assert {page["payload"]["severity"] for page in pages} == {"critical"}
 
     rollback = run.target()["rollback"]
     assert rollback["to_release"]["id"] == str(v1.id), rollback
@@ -68,6 +83,7 @@ def test_a_rollback_to_a_broken_release_fails_verification_naming_the_checks(fre
     current = platform.current()
     assert (current.version, current.faults) == ("1.0.0", ("login_broken",))
     assert len(platform.releases()) == before + 1
+    jsonschema.Draft202012Validator(json.loads(SCHEMA.read_text())).validate(run.verdict)
 
 
 def test_a_rollback_that_loses_the_marker_record_fails_verification(fresh):
@@ -85,6 +101,7 @@ def test_a_rollback_that_loses_the_marker_record_fails_verification(fresh):
     assert data["status"] == "failed"
     assert data["marker_run_id"] == run.verdict["run_id"], "this run's marker was written"
     assert "data consistency" in rollback["reason"]
+    jsonschema.Draft202012Validator(json.loads(SCHEMA.read_text())).validate(run.verdict)
 
 
 def test_a_release_that_cannot_write_the_marker_is_verified_with_the_last_run_s(fresh):
@@ -102,3 +119,17 @@ def test_a_release_that_cannot_write_the_marker_is_verified_with_the_last_run_s(
     assert data["marker_run_id"] == first.verdict["run_id"]
     store = MarkerStore(fresh.state_dir / "data-markers" / "local.json").load()
     assert store["marker"]["run_id"] == first.verdict["run_id"]
+
+
+def test_under_xdist_every_gating_check_is_rerun_too(fresh):
+    platform = fresh.platform
+    platform.deploy("1.0.0")
+    platform.deploy("2.0.0", ["health_down"])
+    run = fresh.run("-n", "2", "-m", "gating", "--rollback", "auto", suites=CORE)
+    rollback = run.target()["rollback"]
+    assert rollback["status"] == "succeeded", rollback
+    rerun = {
+        c["test"].rsplit("::", 1)[-1].split("[")[0] for c in rollback["verification"]["checks"]
+    }
+    assert {LOGIN, "test_health_endpoint_reports_healthy"} <= rerun
+    assert len(rerun) >= 10, rerun

@@ -9,7 +9,8 @@ Two sources, chosen per target:
 
 :func:`wait_for_line` polls a source until a line holds the needle (a unique request id) or
 the time runs out; "no log lines at all" and "lines, but not this one" are failures with
-messages of their own (:class:`LogCollectionError`, an assertion failure).
+messages of their own (:class:`LogCollectionError`, an assertion failure). A driver that
+cannot read the platform's logs raises :class:`LogSourceError`: the check is then broken.
 """
 
 from __future__ import annotations
@@ -38,6 +39,11 @@ class LogCollectionError(AssertionError):
     """The logs could not be read, or did not hold what was looked for."""
 
 
+class LogSourceError(Exception):
+    """The platform could not be asked for its logs (refused, unreachable, not configured): the
+    harness's side, so the check is *broken* (the gate inconclusive), never failed."""
+
+
 class LogSource(Protocol):
     """Somewhere the deployment's log lines can be read back."""
 
@@ -63,7 +69,7 @@ class DriverLogs:
         try:
             return list(driver_for(self.target).logs(self.limit))
         except DriverError as exc:
-            raise LogCollectionError(f"reading {self.describe()} failed: {exc}") from None
+            raise LogSourceError(f"reading {self.describe()} failed: {exc}") from None
 
 
 @dataclass
@@ -172,8 +178,7 @@ def wait_for_line(source: LogSource, needle: str, timeout_s: float, since: float
     if not seen and not isinstance(source, LokiLogs):
         raise LogCollectionError(
             f"no data: {source.describe()} returned no log lines at all within {timeout_s:g} s; "
-            "logs are not being collected (or this platform's driver reads none - set "
-            "monitoring.loki_url)"
+            "logs are not being collected"
         )
     raise LogCollectionError(
         f"{needle!r} did not appear in {source.describe()} within {timeout_s:g} s "

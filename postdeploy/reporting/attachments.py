@@ -101,3 +101,27 @@ def attach_exchanges(item: pytest.Item) -> None:
     recording = item.stash.get(RECORDER_KEY, None)
     if recording is not None and recording.exchanges:
         attach_text("HTTP exchanges (credentials redacted)", recording.render())
+
+
+def attach_incident(rollback: dict[str, Any]) -> None:
+    """Attach a rollback's evidence to the check whose failure started it: the failing
+    release's logs (kept redacted by the controller) and the incident timeline.
+
+    Called by the run controller right after the rollback, while that check's result is still
+    open; where no test result is open (xdist's controller), Allure has nowhere to put it and
+    the evidence stays in ``reports/evidence`` and verdict.json.
+    """
+    from postdeploy.reporting.incident import incident_lines
+
+    lines = incident_lines(rollback)
+    evidence = rollback.get("evidence") or {}
+    try:
+        if lines:
+            attach_text("Incident timeline (rollback, objectives, availability)", "\n".join(lines))
+        if evidence.get("file") and Path(evidence["file"]).exists():
+            attach_file(
+                Path(evidence["file"]),
+                f"Logs of the failing release {evidence.get('release')} (redacted)",
+            )
+    except Exception:  # noqa: S110 - no open test result: the evidence stays on disk
+        pass

@@ -1,7 +1,11 @@
-"""Tell people what happened to a target: Slack, PagerDuty Events API v2, a generic webhook.
+"""Tell people what happened to a target: Slack, PagerDuty Events API v2, a generic webhook
+(Microsoft Teams, e-mail and Statuspage live in ``teams.py``, ``mail.py``, ``statuspage.py``).
 
-One :class:`Notification` per target per run carries the gate verdict, the failing checks, the
-rollback record (``RollbackRecord.to_dict()``) and a link to the report. Its severity is
+A :class:`Notification` carries one event of a target's incident - ``rollback-initiated``,
+``rollback-completed``, ``rollback-failed`` or the run's ``summary`` - with the gate verdict,
+the failing checks, the rollback record (``RollbackRecord.to_dict()``), the incident severity
+(Sev 1-3, ``postdeploy.reporting.severity``), the timeline and objective lines, and a link to
+the report. Its event severity is given by the Sev level when there is one; otherwise it is
 ``critical`` when a rollback or its verification failed (or the controller asked to escalate),
 ``warning`` when the gate did not pass, ``info`` otherwise.
 
@@ -51,7 +55,25 @@ USER_AGENT = "postdeploy-notify"
 class Severity(StrEnum):
     INFO = "info"
     WARNING = "warning"
+    ERROR = "error"
     CRITICAL = "critical"
+
+
+class Event(StrEnum):
+    """What a notification announces."""
+
+    INITIATED = "rollback-initiated"
+    COMPLETED = "rollback-completed"
+    FAILED = "rollback-failed"
+    SUMMARY = "summary"
+
+
+#: The headline of each event (the plan's "CRITICAL: emergency rollback initiated" for Sev 1).
+EVENT_TITLES = {
+    Event.INITIATED: "rollback initiated",
+    Event.COMPLETED: "rollback completed, verification passed",
+    Event.FAILED: "rollback FAILED, escalating",
+}
 
 
 def severity_of(verdict: str, rollback: Mapping[str, Any]) -> Severity:
@@ -90,15 +112,30 @@ class Notification:
     #: the release under validation; with the target it makes the PagerDuty dedup key
     release: str = ""
     run_id: str = ""
-    #: computed from the verdict and the rollback when not given
+    #: computed from the verdict and the rollback (or from ``sev``) when not given
     severity: str = ""
     #: the canary judge's regressions, one line each (metric, arms, effect, interval, p)
     canary: Sequence[str] = ()
+    event: str = Event.SUMMARY
+    #: the incident severity level (1-3), None when there is no incident
+    sev: int | None = None
+    #: why the severity is what it is
+    sev_reasons: Sequence[str] = ()
+    #: the timeline, objective and availability lines (``postdeploy.reporting.incident``)
+    details: Sequence[str] = ()
+    #: PagerDuty: ``trigger`` or ``resolve``; empty: decided from the verdict and severity
+    pagerduty_action: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "failing_checks", tuple(self.failing_checks))
         object.__setattr__(self, "canary", tuple(self.canary))
         object.__setattr__(self, "rollback", dict(self.rollback))
+        object.__setattr__(self, "sev_reasons", tuple(self.sev_reasons))
+        object.__setattr__(self, "details", tuple(self.details))
+        if not self.severity and self.sev:
+            from postdeploy.reporting.severity import EVENT_SEVERITY
+
+            object.__setattr__(self, "severity", EVENT_SEVERITY.get(self.sev, "info"))
         if not self.severity:
             object.__setattr__(self, "severity", str(severity_of(self.verdict, self.rollback)))
         if self.severity not in tuple(Severity):
@@ -131,20 +168,60 @@ class Notification:
         return redact_text(f"ROLLBACK FAILED: {reason or 'no reason recorded'}")
 
     @property
+    def sev_label(self) -> str:
+        return f"Sev {self.sev}" if self.sev else ""
+
+    @property
+    def title(self) -> str:
+        """The headline: the event, or the gate for a summary."""
+        if self.event == Event.SUMMARY:
+            return f"{self.target}: gate {self.verdict}"
+        title = EVENT_TITLES.get(Event(self.event), str(self.event))
+        if self.event == Event.INITIATED and self.sev == 1:
+            title = "CRITICAL: emergency rollback initiated"
+        return f"{self.target}: {title}"
+
+    @property
     def summary(self) -> str:
         checks = len(self.failing_checks)
         gate = f"gate {self.verdict}" + (
             f" ({checks} failing check{'s' * (checks != 1)})" if checks else ""
         )
-        parts = [f"[{self.severity.upper()}] {self.target} ({self.platform}): {gate}"]
-        if self.rollback_line:
+        label = f"{self.sev_label} " if self.sev else ""
+        head = f"[{label}{self.severity.upper()}] {self.target} ({self.platform})"
+        parts = [f"{head}: {gate}"]
+        if self.event != Event.SUMMARY:
+            parts = [f"{head}: {self.title.split(': ', 1)[1]}", gate]
+        if self.rollback_line and self.event in (Event.SUMMARY, Event.FAILED, Event.COMPLETED):
             parts.append(self.rollback_line)
+        elif self.event == Event.INITIATED:
+            to = _release_name(self.rollback.get("to_release"))
+            parts.append(f"rolling back {self.release_name} to {to or '?'}")
         return redact_text(" - ".join(parts))[:PD_SUMMARY_MAX]
+
+    @property
+    def text(self) -> str:
+        """The whole message as plain text: summary, checks, severity reasons, details."""
+        lines = [self.summary]
+        if self.failing_checks:
+            lines += ["", "Failing checks:"]
+            lines += [f"  - {c}" for c in self.failing_checks[:MAX_LISTED_CHECKS]]
+        if self.sev_reasons:
+            lines += ["", f"{self.sev_label}:"] + [f"  - {r}" for r in self.sev_reasons]
+        if self.details:
+            lines += ["", *self.details]
+        if self.report_url:
+            lines += ["", f"Report: {self.report_url}"]
+        if self.run_id:
+            lines += ["", f"postdeploy run {self.run_id}"]
+        return redact_text("\n".join(lines))
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["failing_checks"] = list(self.failing_checks)
         data["canary"] = list(self.canary)
+        data["sev_reasons"] = list(self.sev_reasons)
+        data["details"] = list(self.details)
         data.update(summary=self.summary, dedup_key=self.dedup_key)
         return data
 
@@ -255,10 +332,10 @@ def _emoji(severity: str) -> str:
 
 def slack_payload(n: Notification) -> dict[str, Any]:
     """An incoming-webhook message: ``text`` (the fallback) and Block Kit ``blocks``."""
-    header = f"{n.target}: gate {n.verdict}"[:SLACK_HEADER_MAX]
+    header = n.title[:SLACK_HEADER_MAX]
     facts = [
         f"*Target*\n<{n.url}|{n.target}> ({n.platform})",
-        f"*Severity*\n{n.severity}",
+        f"*Severity*\n{(n.sev_label + ' - ') if n.sev else ''}{n.severity}",
         f"*Release*\n{n.release_name}",
         f"*Verdict*\n{n.verdict}",
     ]
@@ -282,6 +359,11 @@ def slack_payload(n: Notification) -> dict[str, Any]:
     if n.rollback_line:
         rollback = f"*Rollback*\n{n.rollback_line}"[:SLACK_SECTION_MAX]
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": rollback}})
+    if n.details:
+        details = "*Timeline*\n```" + "\n".join(n.details) + "```"
+        blocks.append({"type": "section", "text": {
+            "type": "mrkdwn", "text": redact_text(details)[:SLACK_SECTION_MAX],
+        }})  # fmt: skip
     context = f"run {n.run_id}" if n.run_id else "postdeploy"
     if n.report_url:
         context += f" · <{n.report_url}|report>"
@@ -290,8 +372,12 @@ def slack_payload(n: Notification) -> dict[str, Any]:
 
 
 def pagerduty_event(n: Notification, routing_key: str) -> dict[str, Any]:
-    """An Events API v2 event: ``resolve`` when the gate passed, else ``trigger``."""
-    if n.verdict == "passed" and n.severity == Severity.INFO:
+    """An Events API v2 event: ``n.pagerduty_action`` when given; else ``resolve`` when the
+    gate passed, ``trigger`` otherwise."""
+    resolve = n.pagerduty_action == "resolve" or (
+        not n.pagerduty_action and n.verdict == "passed" and n.severity == Severity.INFO
+    )
+    if resolve:
         return {"routing_key": routing_key, "event_action": "resolve", "dedup_key": n.dedup_key}
     event: dict[str, Any] = {
         "routing_key": routing_key,
@@ -305,6 +391,10 @@ def pagerduty_event(n: Notification, routing_key: str) -> dict[str, Any]:
             "group": n.platform,
             "class": "post-deployment gate",
             "custom_details": {
+                "event": str(n.event),
+                "incident_severity": n.sev_label or "none",
+                "severity_reasons": list(n.sev_reasons),
+                "timeline": list(n.details),
                 "verdict": n.verdict,
                 "failing_checks": list(n.failing_checks),
                 "canary_regressions": list(n.canary),
@@ -360,7 +450,9 @@ class WebhookChannel:
         return (self.url, self.url.split(_host(self.url), 1)[-1])
 
     def send(self, notification: Notification, client: httpx.Client) -> DeliveryResult:
-        payload = {"event": "postdeploy.verdict", **redact_data(notification.to_dict())}
+        event = notification.event
+        kind = "postdeploy.verdict" if event == Event.SUMMARY else f"postdeploy.{event}"
+        payload = {**redact_data(notification.to_dict()), "event": kind}
         return post_json(self.name, client, self.url, payload, self.secrets())
 
 

@@ -8,7 +8,10 @@ under each of them. Here:
   what junit.xml, Allure and the verdict record for each test;
 * the terminal prints it under the first test that met it (one ERROR entry per target), counts
   the others in their own ``unreachable`` category (letter ``E``, ``UNREACHABLE`` with ``-v``)
-  and ends with one line per target saying how many more failed for the same reason.
+  and ends with one line per target saying how many more failed for the same reason;
+* once every target of the run has been found unreachable, the progress output turns compact
+  (as with ``-q``: letters, no file names), so the rest of the run takes a line or two instead
+  of one line per suite file.
 
 Every test stays a failed test: the exit status, junit.xml and verdict.json keep all of them.
 """
@@ -47,6 +50,8 @@ class UnreachableOnce:
     """Shortens unreachable-target failures and folds the repeats in the terminal."""
 
     secrets: tuple[str, ...] = ()
+    #: the run's targets: the output turns compact when all of them are unreachable
+    targets: tuple[str, ...] = ()
     #: target -> node id of the first test reported unreachable (controller side)
     first: dict[str, str] = field(default_factory=dict)
     #: target -> node ids of the others
@@ -69,7 +74,7 @@ class UnreachableOnce:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_report_teststatus(
-        self, report: pytest.TestReport
+        self, report: pytest.TestReport, config: pytest.Config
     ) -> tuple[str, str, tuple[str, dict[str, bool]]] | None:
         key = getattr(report, UNREACHABLE_ATTR, None)
         if key is None or not report.failed:
@@ -77,7 +82,16 @@ class UnreachableOnce:
         if self.first.setdefault(key, report.nodeid) == report.nodeid:
             return None  # pytest reports the first one as usual, with its message
         self.repeats.setdefault(key, set()).add(report.nodeid)
+        if self.targets and set(self.targets) <= set(self.first):
+            self._compact(config)
         return CATEGORY, LETTER, (WORD, {"red": True})
+
+    @staticmethod
+    def _compact(config: pytest.Config) -> None:
+        """Progress letters without a line per file (what ``-q`` shows), unless verbose."""
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None and config.get_verbosity() <= 0 and reporter.showfspath:
+            reporter.showfspath = False
 
     def pytest_terminal_summary(self, terminalreporter: TerminalReporter) -> None:
         for key, nodeids in sorted(self.repeats.items()):

@@ -1,8 +1,9 @@
 """What a run leaves behind: ``verdict.json`` and the terminal summary.
 
 ``verdict.json`` is what CI reads: per target the gate (passed, failed, inconclusive), why,
-the counts, every failing test with its message, flaky and quarantined checks, and the
-rollback record. ``schemas/verdict.schema.json`` documents every field.
+the counts, every failing test with its message, flaky and quarantined checks, the incident
+severity (``postdeploy.reporting.severity``) and the rollback record with its timeline,
+objectives, availability and evidence. ``schemas/verdict.schema.json`` documents every field.
 
 The terminal summary is built from the verdict alone (no I/O, no extra pass over the tests),
 so it adds nothing measurable to a run (``benchmarks/bench_report.py``).
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from postdeploy.redact import redact_data, redact_text, redact_url
+from postdeploy.reporting.incident import incident_lines
+from postdeploy.reporting.severity import assess_results
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -76,6 +79,9 @@ def target_verdict(
         ],
         "rollback": rollback.to_dict() if rollback else None,
         "canary": results.canary,
+        "severity": assess_results(
+            target, results, rollback.to_dict() if rollback else None
+        ).to_dict(),
     }
 
 
@@ -142,6 +148,7 @@ def _rollback_lines(name: str, data: dict[str, Any], mode: str) -> list[str]:
     verification = rollback.get("verification") or {}
     if verification.get("status"):
         lines.append(f"{pad}   verification: {verification['status']}")
+    lines += [f"{pad}   {line}" for line in incident_lines(rollback)]
     return lines
 
 
@@ -166,6 +173,11 @@ def summary_lines(verdict: dict[str, Any], secrets: Iterable[str] = ()) -> list[
                 + "".join(f" {counts.get(c, 0):>7}" for c in SUMMARY_COUNTS)
             )
         lines.append(f"{name:<10} gate: {data['gate'].upper()} - {data['reason']}")
+        severity = data.get("severity") or {}
+        if severity.get("level"):
+            pages = "pages" if severity.get("pages") else "does not page"
+            why = "; ".join(severity.get("reasons", [])[:3])
+            lines.append(f"{name:<10} severity: {severity['label']} ({pages}) - {why}")
         lines += _rollback_lines(name, data, mode)
         for judgement in data.get("canary") or []:
             lines += [

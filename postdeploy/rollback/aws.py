@@ -8,6 +8,8 @@
 - wait:     ``describe_services`` until the PRIMARY deployment runs that revision with
   ``rolloutState`` COMPLETED and as many tasks running as desired (no boto3 waiter: they
   cannot be bounded by our deadline)
+- logs:     ``describe_task_definition`` for its ``awslogs`` log group, then CloudWatch Logs
+  ``filter_log_events`` on it (time window, line count, pages bounded)
 
 Credentials come from the usual boto3 chain (environment, the profile named by the env var
 ``profile_env`` names, SSO, an instance or task role, OIDC in CI); ``region`` from targets.toml.
@@ -15,6 +17,7 @@ Credentials come from the usual boto3 chain (environment, the profile named by t
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -44,11 +47,13 @@ from postdeploy.rollback._http import (
     wait_for,
 )
 from postdeploy.rollback.base import (
+    LOG_WINDOW_S,
     Call,
     DriverError,
     DriverUnavailable,
     LifecycleDefaults,
     Release,
+    log_line,
 )
 
 if TYPE_CHECKING:
@@ -59,6 +64,12 @@ MAX_REVISIONS = 50
 #: boto3's own retries of throttled or failed calls, within each call's timeouts.
 MAX_ATTEMPTS = 3
 PRIMARY = "PRIMARY"
+AWSLOGS = "awslogs"
+LOG_GROUP_NOT_FOUND = "ResourceNotFoundException"
+#: filter_log_events answers at most this many events a page, and is asked for at most
+#: LOG_PAGES_MAX pages (it answers the oldest first, so a busy window is read in pages).
+LOG_EVENTS_MAX = 10_000
+LOG_PAGES_MAX = 5
 COMPLETED = "COMPLETED"
 FAILED = "FAILED"
 
@@ -103,6 +114,7 @@ class EcsDriver(LifecycleDefaults):
         target: Target,
         *,
         client: Any = None,
+        logs_client: Any = None,
         clock: Clock = time.monotonic,
         sleep: Sleep = time.sleep,
     ) -> None:
@@ -114,6 +126,7 @@ class EcsDriver(LifecycleDefaults):
         self.region = str(target.settings.get("region", ""))
         self.poll_interval_s = rollback_setting(target, "poll_interval_s", DEFAULT_POLL_INTERVAL_S)
         self._client = client
+        self._logs_client = logs_client
 
     def __repr__(self) -> str:
         return f"EcsDriver(target={self.target.name!r}, service={self.cluster}/{self.service})"
@@ -133,23 +146,38 @@ class EcsDriver(LifecycleDefaults):
 
     def ecs(self) -> Any:
         if self._client is None:
-            config = Config(
-                connect_timeout=self.target.connect_timeout_s,
-                read_timeout=self.target.timeout_s,
-                retries={"max_attempts": MAX_ATTEMPTS, "mode": "standard"},
-            )
             try:
-                self._client = self._session().client("ecs", config=config)
+                self._client = self._session().client("ecs", config=self._config())
             except NoRegionError:
                 raise DriverUnavailable(
                     f"aws: target {self.target.name!r} has no region; set region in targets.toml"
                 ) from None
         return self._client
 
-    def _call(self, operation: str, doing: str, **params: Any) -> Any:
+    def logs_client(self, region: str) -> Any:
+        """A CloudWatch Logs client of ``region`` (the log group's), bounded like ECS's."""
+        if self._logs_client is None:
+            try:
+                self._logs_client = self._session().client(
+                    "logs", region_name=region or self.region, config=self._config()
+                )
+            except NoRegionError:
+                raise DriverUnavailable(
+                    f"aws: target {self.target.name!r} has no region; set region in targets.toml"
+                ) from None
+        return self._logs_client
+
+    def _config(self) -> Config:
+        return Config(
+            connect_timeout=self.target.connect_timeout_s,
+            read_timeout=self.target.timeout_s,
+            retries={"max_attempts": MAX_ATTEMPTS, "mode": "standard"},
+        )
+
+    def _call(self, operation: str, doing: str, *, client: Any = None, **params: Any) -> Any:
         what = f"aws: {doing} (target {self.target.name!r}, {operation})"
         try:
-            return getattr(self.ecs(), operation)(**params)
+            return getattr(client or self.ecs(), operation)(**params)
         except ClientError as exc:
             error = exc.response.get("Error", {})
             code = str(error.get("Code", ""))
@@ -158,7 +186,13 @@ class EcsDriver(LifecycleDefaults):
                 raise DriverError(
                     f"{what} was refused ({code}: {said}): the AWS credentials are invalid, "
                     "expired or lack ecs:DescribeServices / ecs:ListTaskDefinitions / "
-                    "ecs:UpdateService on this service"
+                    "ecs:UpdateService on this service (and, for its logs, "
+                    "ecs:DescribeTaskDefinition and logs:FilterLogEvents)"
+                ) from None
+            if code == LOG_GROUP_NOT_FOUND:
+                raise DriverError(
+                    f"{what}: {code} ({said}): the log group the task definition names does "
+                    "not exist (yet); check its awslogs-group, or set log_group in targets.toml"
                 ) from None
             if code in _NOT_FOUND:
                 raise DriverError(
@@ -288,6 +322,63 @@ class EcsDriver(LifecycleDefaults):
             sleep=self.sleep,
         )  # fmt: skip
 
+    def log_group(self, task_definition: str) -> tuple[str, str, str]:
+        """(group, region, stream prefix) of the task definition's ``awslogs`` log driver;
+        ``log_group`` in targets.toml overrides the group."""
+        answer = self._call(
+            "describe_task_definition", f"reading task definition {task_definition}",
+            taskDefinition=task_definition,
+        )  # fmt: skip
+        containers = (answer.get("taskDefinition") or {}).get("containerDefinitions") or []
+        for container in containers:
+            config = container.get("logConfiguration") or {}
+            options = config.get("options") or {}
+            if config.get("logDriver") == AWSLOGS and options.get("awslogs-group"):
+                group = str(self.target.settings.get("log_group") or options["awslogs-group"])
+                region = str(options.get("awslogs-region") or self.region)
+                return group, region, str(options.get("awslogs-stream-prefix") or "")
+        configured = str(self.target.settings.get("log_group") or "")
+        if configured:
+            return configured, self.region, ""
+        raise DriverUnavailable(
+            f"aws: task definition {task_definition} sends no container's logs to CloudWatch "
+            "(no awslogs log driver with an awslogs-group); configure one, or set log_group in "
+            "targets.toml"
+        )
+
     def logs(self, limit: int = 200) -> list[str]:
-        """This driver does not read CloudWatch Logs."""
-        return []
+        """The serving task definition's log lines of the last :data:`LOG_WINDOW_S` seconds:
+        CloudWatch Logs ``filter_log_events`` on its ``awslogs`` group (and stream prefix),
+        at most :data:`LOG_PAGES_MAX` pages; the newest ``limit``, oldest first."""
+        group, region, prefix = self.log_group(self.current().ref)
+        client = self.logs_client(region)
+        now_ms = int(time.time() * 1000)
+        params: dict[str, Any] = {
+            "logGroupName": group,
+            "startTime": now_ms - LOG_WINDOW_S * 1000,
+            "endTime": now_ms,
+            "limit": max(1, min(limit, LOG_EVENTS_MAX)),
+        }
+        if prefix:
+            params["logStreamNamePrefix"] = prefix
+        events: list[Mapping[str, Any]] = []
+        for _ in range(LOG_PAGES_MAX):
+            page = self._call(
+                "filter_log_events", f"reading log group {group}", client=client, **params
+            )
+            events.extend(page.get("events") or [])
+            token = page.get("nextToken")
+            if not token:
+                break
+            params["nextToken"] = token
+        events.sort(key=lambda event: int(event.get("timestamp") or 0))
+        lines = [
+            log_line(
+                dt.datetime.fromtimestamp(int(e.get("timestamp") or 0) / 1000, dt.UTC)
+                .isoformat(timespec="milliseconds")
+                .replace("+00:00", "Z"),
+                str(e.get("message") or "").rstrip("\n"),
+            )
+            for e in events
+        ]
+        return lines[-limit:] if limit else []

@@ -15,6 +15,12 @@ swap, the staging slot holds what production ran before. Rolling back is swappin
 
 The token is an ARM access token (``az account get-access-token``, or workload identity in
 CI) for a principal with ``Microsoft.Web/sites/slots/slotsswap/action`` on the app.
+
+Logs come from Log Analytics, not from Kudu: the app's ``AppServiceConsoleLogs`` (sent to a
+workspace by a diagnostic setting) are queried with ``POST /v1/workspaces/{id}/query`` - a
+documented, bounded (``timespan``, ``take``) JSON API that works the same for every plan and
+OS and for scaled-out instances, where Kudu's log files are per instance and container-only.
+It needs a token for ``https://api.loganalytics.io`` in ``log_token_env``.
 """
 
 from __future__ import annotations
@@ -23,14 +29,34 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from postdeploy.rollback._http import RestDriver, TransientDriverError
-from postdeploy.rollback.base import Call, DriverError, Release
+import httpx
+
+from postdeploy.rollback._http import (
+    USER_AGENT,
+    EnvBearerAuth,
+    RestDriver,
+    TransientDriverError,
+    status_error,
+    transport_error,
+)
+from postdeploy.rollback.base import (
+    LOG_WINDOW_S,
+    Call,
+    DriverError,
+    DriverUnavailable,
+    Release,
+    log_line,
+)
 
 API_VERSION = "2023-12-01"
 PRODUCTION = "production"
 RUNNING = "Running"
 ASYNC_RUNNING = frozenset({"InProgress", "Running", "Accepted", "Started"})
 ASYNC_FAILED = frozenset({"Failed", "Canceled", "Cancelled"})
+DEFAULT_LOG_ANALYTICS_URL = "https://api.loganalytics.io"
+DEFAULT_LOG_TOKEN_ENV = "AZURE_LOG_ANALYTICS_TOKEN"  # noqa: S105 - a variable name
+#: The most rows one logs query takes.
+LOG_ROWS_MAX = 1000
 
 
 class AppServiceDriver(RestDriver):
@@ -40,6 +66,7 @@ class AppServiceDriver(RestDriver):
         super().__init__(*args, **kwargs)
         #: the URL ARM gave to follow the swap operation
         self._operation_url = ""
+        self._logs_client: httpx.Client | None = None
 
     def not_found_hint(self) -> str:
         return (
@@ -160,6 +187,96 @@ class AppServiceDriver(RestDriver):
                 f"{error.get('message') or 'see the activity log of the app'}"
             )
         return True
+
+    # -- logs: the Log Analytics query API --------------------------------------------------
+
+    @property
+    def log_token_env(self) -> str:
+        return str(self.target.settings.get("log_token_env") or DEFAULT_LOG_TOKEN_ENV)
+
+    def _log_settings(self) -> tuple[str, str]:
+        """The Log Analytics API base and workspace id; DriverUnavailable without them."""
+        workspace = str(self.target.settings.get("log_analytics_workspace_id") or "")
+        where = f"azure: target {self.target.name!r}"
+        if not workspace:
+            raise DriverUnavailable(
+                f"{where}: its logs are read from Log Analytics: send the app's "
+                "AppServiceConsoleLogs there (a diagnostic setting), then set "
+                "log_analytics_workspace_id (the workspace's customer id) in targets.toml"
+            )
+        if not self.target.secret("log_token_env"):
+            raise DriverUnavailable(
+                f"{where}: ${self.log_token_env} is not set; put a Log Analytics access token in "
+                "it (`az account get-access-token --resource https://api.loganalytics.io`)"
+            )
+        url = str(self.target.settings.get("log_analytics_url") or DEFAULT_LOG_ANALYTICS_URL)
+        return url.rstrip("/"), workspace
+
+    def log_query(self, limit: int) -> str:
+        """The KQL of the production slot's console lines of the last :data:`LOG_WINDOW_S` s."""
+        return (
+            f'AppServiceConsoleLogs | where _ResourceId =~ "{self._site_path}" '
+            f"| where TimeGenerated > ago({LOG_WINDOW_S}s) "
+            "| project TimeGenerated, ResultDescription "
+            f"| order by TimeGenerated desc | take {limit}"
+        )
+
+    def _log_client(self) -> httpx.Client:
+        if self._logs_client is None:
+            self._logs_client = httpx.Client(
+                auth=EnvBearerAuth(lambda: self.target.secret("log_token_env"), self.log_token_env),
+                headers={"Accept": "application/json", "User-Agent": USER_AGENT},
+                timeout=httpx.Timeout(self.target.timeout_s, connect=self.target.connect_timeout_s),
+                follow_redirects=False,
+                transport=self._transport,
+            )
+        return self._logs_client
+
+    def logs(self, limit: int = 200) -> list[str]:
+        """The production slot's console log lines, oldest first: a Log Analytics query
+        (``POST {log_analytics_url}/v1/workspaces/{id}/query``) of ``AppServiceConsoleLogs``
+        bounded by a ``timespan`` and ``take``; its own token (``log_token_env``), as an ARM
+        token is not valid for Log Analytics."""
+        url, workspace = self._log_settings()
+        take = max(1, min(limit, LOG_ROWS_MAX))
+        what = f"azure: querying Log Analytics workspace {workspace} (target {self.target.name!r})"
+        try:
+            response = self._log_client().post(
+                f"{url}/v1/workspaces/{workspace}/query",
+                json={"query": self.log_query(take), "timespan": f"PT{LOG_WINDOW_S}S"},
+            )
+        except DriverUnavailable as exc:
+            raise DriverUnavailable(f"{what}: {exc}") from None
+        except httpx.TransportError as exc:
+            raise transport_error(
+                exc, what=what, host=urlsplit(url).netloc, timeout_s=self.target.timeout_s
+            ) from None
+        token = self.target.secret("log_token_env")
+        if response.is_error:
+            raise status_error(
+                response, what=what, token_env=self.log_token_env,
+                not_found_hint="check log_analytics_workspace_id (the workspace's customer id)",
+                secrets=(token,) if token else (),
+            )  # fmt: skip
+        try:
+            tables = response.json().get("tables")
+            table = tables[0]
+            names = [str(column.get("name")) for column in table["columns"]]
+            stamp, text = names.index("TimeGenerated"), names.index("ResultDescription")
+            rows = list(table["rows"])
+        except (ValueError, AttributeError, LookupError, TypeError):
+            raise DriverError(
+                f"{what} answered without a result table of TimeGenerated and "
+                "ResultDescription; check log_analytics_url"
+            ) from None
+        lines = [log_line(row[stamp], row[text]) for row in reversed(rows)]
+        return lines[-limit:] if limit else []
+
+    def close(self) -> None:
+        super().close()
+        if self._logs_client is not None:
+            self._logs_client.close()
+            self._logs_client = None
 
     def wait_until_serving(self, release: Release, timeout_s: float) -> bool:
         def serving() -> bool:

@@ -27,6 +27,16 @@ if TYPE_CHECKING:
     from postdeploy.config import Target
 
 
+#: How far back :meth:`RollbackDriver.logs` looks, in seconds: the log check looks for a request
+#: it sent moments ago, and a bounded window keeps every platform's query cheap.
+LOG_WINDOW_S = 15 * 60
+
+
+def log_line(timestamp: object, message: object) -> str:
+    """One log line as drivers return them: ``TIMESTAMP MESSAGE``."""
+    return f"{timestamp or ''} {message or ''}".strip()
+
+
 class DriverError(Exception):
     """The platform refused or failed; the message is safe to print and says what to do."""
 
@@ -167,7 +177,10 @@ class RollbackDriver(PlatformLifecycle, Protocol):
         """Block until ``release`` serves (True) or ``timeout_s`` passes (False)."""
 
     def logs(self, limit: int = 200) -> Sequence[str]:
-        """Recent log lines, newest last; empty where the platform keeps none."""
+        """The serving release's recent log lines, oldest first: at most ``limit`` of them,
+        from the last :data:`LOG_WINDOW_S` seconds where the platform can filter by time,
+        within the target's timeouts. :class:`DriverError` when the platform refused or the
+        target names no log source (:class:`DriverUnavailable`, with the setting to fix)."""
 
 
 def previous_good(releases: Sequence[Release], current: Release) -> Release | None:

@@ -9,11 +9,16 @@ stdout, that is the release it created.
 (or ``{"releases": [...]}``) with ``id`` and optionally ``version``, ``ref``, ``status``,
 ``created_at``, ``can_rollback`` and ``current`` (true on the one serving now). Without it
 postdeploy knows two releases, ``current`` and ``previous``, and the command decides what
-``previous`` means; the rollback is then verified by the gating health checks alone.
+``previous`` means; the restored release's version is then unknown, so the verification
+re-runs the gating checks without ``--expect-version``.
+
+``logs_command`` (optional) prints the app's recent log lines, oldest first; it gets
+``POSTDEPLOY_TARGET``, ``POSTDEPLOY_LOG_LINES`` and ``POSTDEPLOY_LOG_SINCE`` (RFC 3339).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shlex
@@ -29,6 +34,7 @@ from postdeploy.rollback._http import (
 )
 from postdeploy.rollback._process import find_executable, run_tool
 from postdeploy.rollback.base import (
+    LOG_WINDOW_S,
     Call,
     DriverError,
     DriverUnavailable,
@@ -72,6 +78,7 @@ class CommandDriver(LifecycleDefaults):
         self.sleep = sleep or time.sleep
         self.rollback_argv = shlex.split(str(target.settings.get("rollback_command", "")))
         self.releases_argv = shlex.split(str(target.settings.get("releases_command", "")))
+        self.logs_argv = shlex.split(str(target.settings.get("logs_command", "")))
         self.wait_timeout_s = rollback_setting(target, "wait_timeout_s", DEFAULT_WAIT_TIMEOUT_S)
         self.poll_interval_s = rollback_setting(target, "poll_interval_s", 1.0)
 
@@ -85,6 +92,7 @@ class CommandDriver(LifecycleDefaults):
         for key, argv in (
             ("rollback_command", self.rollback_argv),
             ("releases_command", self.releases_argv),
+            ("logs_command", self.logs_argv),
         ):
             if key == "rollback_command" and not argv:
                 raise DriverUnavailable(self._what("rollback_command is empty; give the command"))
@@ -185,5 +193,30 @@ class CommandDriver(LifecycleDefaults):
         )  # fmt: skip
 
     def logs(self, limit: int = 200) -> list[str]:
-        """A user command keeps no logs postdeploy can read."""
-        return []
+        """The lines ``logs_command`` prints (the newest ``limit``), run within the target's
+        timeout with ``POSTDEPLOY_TARGET``, ``POSTDEPLOY_LOG_LINES`` (``limit``) and
+        ``POSTDEPLOY_LOG_SINCE`` (RFC 3339, :data:`LOG_WINDOW_S` ago) in its environment."""
+        if not self.logs_argv:
+            raise DriverUnavailable(
+                self._what(
+                    "names no logs_command; give a command that prints the app's recent log "
+                    "lines (or set monitoring.loki_url)"
+                )
+            )
+        since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=LOG_WINDOW_S)
+        env = {
+            **os.environ,
+            "POSTDEPLOY_TARGET": self.target.name,
+            "POSTDEPLOY_LOG_LINES": str(limit),
+            "POSTDEPLOY_LOG_SINCE": since.isoformat(timespec="seconds").replace("+00:00", "Z"),
+        }
+        what = self._what("reading the logs with logs_command")
+        done = run_tool(self.logs_argv, timeout_s=self.target.timeout_s, env=env, what=what)
+        if done.returncode != 0:
+            tail = done.stderr_tail()
+            raise DriverError(
+                f"{what} exited {done.returncode}"
+                + (f"; its stderr ends with:\n{tail}" if tail else "")
+            )
+        lines = [line for line in done.stdout.splitlines() if line.strip()]
+        return lines[-limit:] if limit else []

@@ -42,8 +42,9 @@ MARKER_DIR = "data-markers"
 MARKER_EMAIL_PREFIX = "pd-marker-"
 MARKER_EMAIL_DOMAIN = "example.com"
 MARKER_NAME = "postdeploy data marker"
-#: A marker session's duration is random in this range, so a lost one changes the totals.
-DURATION_RANGE_S = (1000, 90_000)
+#: A marker session's duration is random in this range (a plausible lesson, well inside the
+#: contract's limit of a day), so a lost or altered one changes the totals.
+DURATION_RANGE_S = (60, 3600)
 MARKER_SCORE = 0.5
 #: The progress fields compared before and after the rollback.
 PROGRESS_FIELDS = ("sessions", "total_time_s", "completed_lessons", "lesson_ids")
@@ -170,7 +171,10 @@ class MarkerClient:
             raise TargetRefused(
                 f"POST {PATHS.session} answered {response.status_code} ({_said(response)})"
             )
-        body = response.json()
+        try:
+            body = response.json()
+        except ValueError:
+            return {}
         return body if isinstance(body, dict) else {}
 
     def progress(self, token: str) -> dict[str, Any]:
@@ -195,6 +199,20 @@ def _target_client(target: Target) -> httpx.Client:
     return new_client(lifecycle_of(target).client_target())
 
 
+def marker_enabled(target: Target) -> bool:
+    """Whether ``target`` keeps a data marker (``rollback.verify_data``, default true)."""
+    section = target.sections.get("rollback") if target.sections else None
+    if section is None or "verify_data" not in section:
+        return True
+    return bool(section["verify_data"])
+
+
+OFF_REASON = (
+    "not checked: rollback.verify_data is false for this target, so the rollback is not shown "
+    "to keep the data written before it"
+)
+
+
 class DataMarkers:
     """Writes a target's marker at the start of a run and reads it back after a rollback."""
 
@@ -214,6 +232,8 @@ class DataMarkers:
 
     def write(self, target: Target) -> dict[str, Any]:
         """Write this run's marker; the result says whether it was written and why not."""
+        if not marker_enabled(target):
+            return {"status": "not-written", "run_id": self.run_id, "reason": OFF_REASON}
         store = MarkerStore.for_target(target, self.state_dir)
         data = store.load()
         account = data.get("account")
@@ -263,6 +283,8 @@ class DataMarkers:
 
     def read_back(self, target: Target) -> dict[str, Any]:
         """After a rollback: the newest marker must still be there, unchanged."""
+        if not marker_enabled(target):
+            return {"status": "not-run", "reason": OFF_REASON}
         data = MarkerStore.for_target(target, self.state_dir).load()
         account, written = data.get("account"), data.get("marker")
         if not isinstance(account, dict) or not isinstance(written, dict):

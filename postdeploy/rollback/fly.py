@@ -9,12 +9,14 @@ deploying the last good image again:
 - rollback: ``fly deploy --app A --image REF`` - flyctl waits for the machines (health checks
   included) and creates a new release that runs REF
 - wait:     ``fly releases`` until the newest release runs REF with status ``complete``
+- logs:     ``fly logs --app A --no-tail --json`` - the buffered lines, JSON lines
 
 The token goes to flyctl as ``FLY_API_TOKEN`` in its environment, never on its command line.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import time
@@ -32,11 +34,13 @@ from postdeploy.rollback._http import (
 )
 from postdeploy.rollback._process import Finished, find_executable, run_tool
 from postdeploy.rollback.base import (
+    LOG_WINDOW_S,
     Call,
     DriverError,
     DriverUnavailable,
     LifecycleDefaults,
     Release,
+    log_line,
 )
 
 if TYPE_CHECKING:
@@ -255,9 +259,38 @@ class FlyDriver(LifecycleDefaults):
         )  # fmt: skip
 
     def logs(self, limit: int = 200) -> list[str]:
-        """The app's buffered log lines (``fly logs --app A --no-tail``), oldest first."""
+        """The app's buffered log lines (``fly logs --app A --no-tail --json``: one JSON
+        object a line, flyctl's LogEntry ``timestamp``, ``level``, ``instance``, ``region``,
+        ``message``), the last ``limit`` of the last :data:`LOG_WINDOW_S` seconds."""
         done = self._run(
-            "logs", "--app", self.app, "--no-tail", timeout_s=self.query_timeout_s,
+            "logs", "--app", self.app, "--no-tail", "--json", timeout_s=self.query_timeout_s,
             doing=f"reading the logs of {self.app}",
         )  # fmt: skip
-        return done.stdout.splitlines()[-limit:]
+        since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=LOG_WINDOW_S)
+        lines: list[str] = []
+        for raw in done.stdout.splitlines():
+            if not raw.strip():
+                continue
+            try:
+                entry = json.loads(raw)
+            except ValueError:
+                raise DriverError(
+                    f"fly: `fly logs --json` for {self.app} printed a line that is not JSON; is "
+                    f"{self.flyctl!r} flyctl, and recent enough to know --json?"
+                ) from None
+            if not isinstance(entry, Mapping):
+                continue
+            stamp = str(entry.get("timestamp") or "")
+            if _before(stamp, since):
+                continue
+            lines.append(log_line(stamp, entry.get("message")))
+        return lines[-limit:]
+
+
+def _before(stamp: str, since: dt.datetime) -> bool:
+    """Whether an RFC 3339 ``stamp`` is older than ``since`` (unparseable: kept)."""
+    try:
+        when = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return when.tzinfo is not None and when < since

@@ -9,6 +9,8 @@
   "percent": 100}]`` - a long-running operation; no new revision is created
 - wait:     the service until it is not ``reconciling`` and ``trafficStatuses`` gives that
   revision 100 %
+- logs:     Cloud Logging (``logging_url``) ``POST /v2/entries:list`` filtered on
+  ``resource.type="cloud_run_revision"``, the service and the serving revision
 
 The token is an OAuth access token (``gcloud auth print-access-token``, or Workload Identity
 Federation in CI) in the env var that ``token_env`` names; it needs ``run.services.update``.
@@ -16,11 +18,13 @@ Federation in CI) in the env var that ``token_env`` names; it needs ``run.servic
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from postdeploy.rollback._http import RestDriver
-from postdeploy.rollback.base import Call, DriverError, Release
+from postdeploy.rollback.base import LOG_WINDOW_S, Call, DriverError, Release, log_line
 
 REVISIONS_PAGE_SIZE = 50
 BY_REVISION = "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION"
@@ -28,6 +32,10 @@ TO_LATEST = "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST"
 SUCCEEDED = "CONDITION_SUCCEEDED"
 FAILED = "CONDITION_FAILED"
 FULL = 100
+DEFAULT_LOGGING_URL = "https://logging.googleapis.com"
+RESOURCE_TYPE = "cloud_run_revision"
+#: The most entries one ``entries:list`` is asked for.
+LOG_PAGE_MAX = 1000
 
 
 def short_name(name: str) -> str:
@@ -56,6 +64,21 @@ def _release(revision: Mapping[str, Any]) -> Release:
         can_rollback=state == SUCCEEDED,
         extra={"images": images} if images else {},
     )
+
+
+def _entry_text(entry: Mapping[str, Any]) -> str:
+    """What a LogEntry says: its ``textPayload``, its ``jsonPayload`` (all fields, so a
+    request id in any of them can be found), or its ``httpRequest``."""
+    if entry.get("textPayload") is not None:
+        return str(entry["textPayload"])
+    if isinstance(entry.get("jsonPayload"), Mapping):
+        return json.dumps(entry["jsonPayload"], sort_keys=True)
+    request = entry.get("httpRequest")
+    if isinstance(request, Mapping):
+        return " ".join(
+            str(request.get(key, "")) for key in ("requestMethod", "requestUrl", "status")
+        )
+    return ""
 
 
 def serving_revision(service: Mapping[str, Any]) -> str | None:
@@ -153,6 +176,50 @@ class CloudRunDriver(RestDriver):
             created_at=to.created_at,
             extra={**to.extra, "operation": str((operation or {}).get("name", ""))},
         )  # fmt: skip
+
+    @property
+    def logging_url(self) -> str:
+        return str(self.target.settings.get("logging_url") or DEFAULT_LOGGING_URL).rstrip("/")
+
+    def log_filter(self, revision: str, since: dt.datetime) -> str:
+        """The Cloud Logging filter of the serving revision's entries since ``since``."""
+        s = self.target.settings
+        stamp = since.isoformat(timespec="seconds").replace("+00:00", "Z")
+        return (
+            f'resource.type="{RESOURCE_TYPE}" AND resource.labels.service_name="{s["service"]}" '
+            f'AND resource.labels.revision_name="{revision}" AND timestamp>="{stamp}"'
+        )
+
+    def logs(self, limit: int = 200) -> list[str]:
+        """The serving revision's entries of the last :data:`LOG_WINDOW_S` seconds, through
+        Cloud Logging's ``POST /v2/entries:list`` (newest first, one page of at most
+        :data:`LOG_PAGE_MAX`), oldest first. The access token needs ``logging.logEntries.list``
+        (roles/logging.viewer)."""
+        revision = self.current().id
+        since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=LOG_WINDOW_S)
+        body = self._request(
+            "POST", f"{self.logging_url}/v2/entries:list",
+            json={
+                "resourceNames": [f"projects/{self.target.settings['project']}"],
+                "filter": self.log_filter(revision, since),
+                "orderBy": "timestamp desc",
+                "pageSize": max(1, min(limit, LOG_PAGE_MAX)),
+            },
+            what=f"reading the log entries of revision {revision}", idempotent=True,
+        )  # fmt: skip
+        body = {} if body is None else body  # no entries: Cloud Logging answers {}
+        entries = body.get("entries", []) if isinstance(body, Mapping) else None
+        if not isinstance(entries, list):
+            raise DriverError(
+                f"gcp: Cloud Logging answered without an entries list; check logging_url "
+                f"{self.logging_url!r}"
+            )
+        lines = [
+            log_line(entry.get("timestamp"), _entry_text(entry))
+            for entry in reversed(entries)
+            if isinstance(entry, Mapping)
+        ]
+        return lines[-limit:] if limit else []
 
     def wait_until_serving(self, release: Release, timeout_s: float) -> bool:
         def serving() -> bool:

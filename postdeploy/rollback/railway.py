@@ -6,6 +6,7 @@
 - rollback: ``mutation { deploymentRollback(id: ...) }`` - Railway answers ``true`` and starts
   a new deployment with the old one's image and variables
 - wait:     ``deployment(id)`` of that new deployment until its status is ``SUCCESS``
+- logs:     ``deploymentLogs(deploymentId, limit, startDate)`` of the current deployment
 
 Railway decides what can be rolled back (``canRollback``: its retention keeps images for a
 while); a deployment with ``canRollback: false`` is never chosen.
@@ -13,11 +14,12 @@ while); a deployment with ``canRollback: false`` is never chosen.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from postdeploy.rollback._http import RestDriver, TransientDriverError, quote
-from postdeploy.rollback.base import Call, DriverError, Release
+from postdeploy.rollback.base import LOG_WINDOW_S, Call, DriverError, Release, log_line
 
 #: How many deployments to read.
 DEPLOYMENTS_FIRST = 20
@@ -35,8 +37,9 @@ DEPLOYMENTS_QUERY = (
 DEPLOYMENT_QUERY = f"query Deployment($id: String!) {{ deployment(id: $id) {{ {_NODE_FIELDS} }} }}"
 ROLLBACK_MUTATION = "mutation Rollback($id: String!) { deploymentRollback(id: $id) }"
 LOGS_QUERY = (
-    "query Logs($deploymentId: String!, $limit: Int) { "
-    "deploymentLogs(deploymentId: $deploymentId, limit: $limit) { timestamp message } }"
+    "query Logs($deploymentId: String!, $limit: Int, $startDate: DateTime) { "
+    "deploymentLogs(deploymentId: $deploymentId, limit: $limit, startDate: $startDate) "
+    "{ timestamp message } }"
 )
 
 
@@ -189,15 +192,28 @@ class RailwayDriver(RestDriver):
         return self._wait(serving, timeout_s)
 
     def logs(self, limit: int = 200) -> list[str]:
-        """The current deployment's recent log lines (``deploymentLogs``), oldest first."""
+        """The current deployment's recent log lines (``deploymentLogs`` with ``limit`` and a
+        ``startDate`` :data:`LOG_WINDOW_S` ago), oldest first. Railway may answer one line more
+        than ``limit``; the newest ``limit`` are kept."""
         current = self.current()
+        since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=LOG_WINDOW_S)
+        variables = {
+            "deploymentId": current.id,
+            "limit": min(limit, LOG_LINES_MAX),
+            "startDate": since.isoformat(timespec="seconds").replace("+00:00", "Z"),
+        }
         data = self._graphql(
-            LOGS_QUERY, {"deploymentId": current.id, "limit": min(limit, LOG_LINES_MAX)},
-            what=f"reading the logs of deployment {current.id}",
-        )  # fmt: skip
-        entries = data.get("deploymentLogs") or []
-        return [
-            f"{entry.get('timestamp', '')} {entry.get('message', '')}".strip()
-            for entry in entries[-limit:]
+            LOGS_QUERY, variables, what=f"reading the logs of deployment {current.id}"
+        )
+        entries = data.get("deploymentLogs")
+        if not isinstance(entries, list):
+            raise DriverError(
+                f"railway: the logs of deployment {current.id} came back without a "
+                "deploymentLogs list; check api_url"
+            )
+        lines = [
+            log_line(entry.get("timestamp"), entry.get("message"))
+            for entry in entries
             if isinstance(entry, Mapping)
         ]
+        return lines[-limit:] if limit else []

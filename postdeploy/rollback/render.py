@@ -5,6 +5,7 @@
 - rollback: ``POST /services/{serviceId}/rollback`` with ``{"deployId": ...}`` - Render starts a
   new deploy from that deploy's build artifact and answers with it (201)
 - wait:     ``GET /services/{serviceId}/deploys/{deployId}`` until its status is ``live``
+- logs:     ``GET /logs?ownerId=...&resource={serviceId}&startTime&endTime&direction=backward``
 
 Render's rollback endpoint does **not** turn off auto-deploy: the next push to the service's
 branch deploys again, possibly the change that was rolled back. Turn auto-deploy off
@@ -13,14 +14,17 @@ branch deploys again, possibly the change that was rolled back. Turn auto-deploy
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from postdeploy.rollback._http import RestDriver
-from postdeploy.rollback.base import Call, DriverError, Release
+from postdeploy.rollback.base import LOG_WINDOW_S, Call, DriverError, Release, log_line
 
 #: How many deploys to read (the API's page size is 1-100).
 DEPLOYS_LIMIT = 20
+#: The most log lines one ``GET /logs`` answers.
+LOGS_PAGE_MAX = 100
 LIVE = "live"
 #: Statuses of deploys that once went live: the ones Render can roll back to.
 ONCE_LIVE = frozenset({"live", "deactivated"})
@@ -118,6 +122,48 @@ class RenderDriver(RestDriver):
                 "answer names no new deploy; check the service's Events page"
             )
         return _release(body)
+
+    def owner_id(self) -> str:
+        """The workspace the service belongs to: ``owner_id`` in targets.toml, else the
+        service's own ``ownerId`` (``GET /services/{serviceId}``)."""
+        configured = str(self.target.settings.get("owner_id") or "")
+        if configured:
+            return configured
+        body = self._request("GET", self._service_path, what=f"reading service {self.service_id}")
+        owner = body.get("ownerId") if isinstance(body, Mapping) else None
+        if not owner:
+            raise DriverError(
+                f"render: service {self.service_id} came back without an ownerId; set owner_id "
+                "(the workspace id, tea-...) in targets.toml"
+            )
+        return str(owner)
+
+    def logs(self, limit: int = 200) -> list[str]:
+        """The service's log lines of the last :data:`LOG_WINDOW_S` seconds (``GET /logs``
+        with ``ownerId`` and ``resource`` = the service, newest first, one page of at most
+        :data:`LOGS_PAGE_MAX`), oldest first."""
+        now = int(time.time())
+        body = self._request(
+            "GET", "/logs",
+            params={
+                "ownerId": self.owner_id(), "resource": self.service_id,
+                "startTime": str(now - LOG_WINDOW_S), "endTime": str(now),
+                "direction": "backward", "limit": max(1, min(limit, LOGS_PAGE_MAX)),
+            },
+            what=f"reading the logs of service {self.service_id}",
+        )  # fmt: skip
+        entries = body.get("logs") if isinstance(body, Mapping) else None
+        if not isinstance(entries, list):
+            raise DriverError(
+                f"render: the logs of {self.service_id} came back without a logs list; is "
+                f"api_url {self.api_url!r} Render's API (https://api.render.com/v1)?"
+            )
+        lines = [
+            log_line(entry.get("timestamp"), entry.get("message"))
+            for entry in reversed(entries)
+            if isinstance(entry, Mapping)
+        ]
+        return lines[-limit:] if limit else []
 
     def wait_until_serving(self, release: Release, timeout_s: float) -> bool:
         def live() -> bool:

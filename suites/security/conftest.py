@@ -7,6 +7,10 @@
   requirements (each checked against every sampled URL).
 * ``input_answers``: the hostile-input corpus sent to every input of the contract.
 * ``fuzz_report``: schemathesis over the target's OpenAPI document.
+
+Deploy-misconfiguration checks carry ``@pytest.mark.deploy_check("class")``; the classes the
+target lists in ``security.gating_checks`` are made ``gating`` for that target here, before
+the plugin orders gating checks first and ``-m gating`` selects.
 """
 
 from __future__ import annotations
@@ -36,6 +40,40 @@ if TYPE_CHECKING:
     from postdeploy.security.fuzz import FuzzReport
     from postdeploy.security.input_validation import Answer
     from postdeploy.security.tls import TlsReport
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "deploy_check(name): a deploy-misconfiguration check of class NAME; it gates for the "
+        "targets whose security.gating_checks list NAME",
+    )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark deploy checks ``gating`` for the targets that say so (security.gating_checks)."""
+    from postdeploy.plugin import SETTINGS_KEY
+    from postdeploy.security.gating import MARKER, GatingConfigError, gating_checks
+
+    settings = config.stash.get(SETTINGS_KEY, None)
+    if settings is None or settings.load_error:
+        return
+    gating: dict[str, frozenset[str]] = {}
+    for item in items:
+        marker = item.get_closest_marker(MARKER)
+        callspec = getattr(item, "callspec", None)
+        name = callspec.params.get("target") if callspec else None
+        if marker is None or name not in settings.targets:
+            continue
+        if name not in gating:
+            try:
+                gating[name] = gating_checks(settings.targets[name])
+            except GatingConfigError as exc:
+                raise pytest.UsageError(str(exc)) from None
+        if marker.args[0] in gating[name]:
+            item.add_marker(pytest.mark.gating)
+
 
 #: Answers sampled for the header requirements, besides the pages: JSON, an error, a 401.
 API_SAMPLES = (PATHS.health, PATHS.content, PATHS.lesson(1), "/postdeploy-no-such-page", PATHS.me)

@@ -2,23 +2,31 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import boto3
 import pytest
 from botocore.exceptions import EndpointConnectionError, ReadTimeoutError
-from botocore.stub import Stubber
+from botocore.stub import ANY, Stubber
 from moto import mock_aws
 
 from postdeploy.config import Target
-from postdeploy.rollback.aws import EcsDriver
+from postdeploy.rollback.aws import LOG_PAGES_MAX, EcsDriver
 from postdeploy.rollback.base import DriverError, DriverUnavailable, previous_good
 from tests.standins._base import FakeClock
 from tests.standins.ecs import EcsScheduler
 
 REGION, CLUSTER, SERVICE, FAMILY = "eu-west-1", "la-cluster", "la-web", "la-web"
 ARN = f"arn:aws:ecs:{REGION}:123456789012:task-definition/{FAMILY}:%d"
+LOG_GROUP, LOG_PREFIX = "/ecs/la-web", "web"
+AWSLOGS = {
+    "logDriver": "awslogs",
+    "options": {
+        "awslogs-group": LOG_GROUP, "awslogs-region": REGION, "awslogs-stream-prefix": LOG_PREFIX,
+    },
+}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +51,12 @@ def aws(monkeypatch: pytest.MonkeyPatch, session: Any) -> Iterator[Any]:
             ecs.register_task_definition(
                 family=FAMILY,
                 containerDefinitions=[
-                    {"name": "app", "image": f"ecr.test/la:1.{n}", "memory": 256}
+                    {
+                        "name": "app",
+                        "image": f"ecr.test/la:1.{n}",
+                        "memory": 256,
+                        "logConfiguration": AWSLOGS,
+                    }
                 ],
             )
         ecs.register_task_definition(
@@ -213,3 +226,124 @@ def test_the_driver_builds_its_own_client_from_the_target(
     config = driver.ecs().meta.config
     assert (config.read_timeout, config.connect_timeout) == (2.0, 3.0)
     assert driver.ecs().meta.region_name == REGION
+
+
+# -- logs: CloudWatch Logs of the task definition's awslogs group ------------------------------
+
+
+@pytest.fixture
+def cloudwatch(aws: Any, session: Any) -> Any:
+    """The awslogs group with lines of the serving task's stream, one older than the window.
+    (moto ignores ``logStreamNamePrefix``; a stubbed call below checks that it is sent.)"""
+    logs = session.client("logs")
+    logs.create_log_group(logGroupName=LOG_GROUP)
+    now_ms = int(time.time() * 1000)
+    for stream, events in {
+        f"{LOG_PREFIX}/app/task-1": [
+            (now_ms - 2 * 3600 * 1000, "before the window"),
+            (now_ms - 30_000, "listening on 8000"),
+            (now_ms - 10_000, "GET /api/health 200 pd-request-1"),
+        ],
+    }.items():
+        logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName=stream)
+        logs.put_log_events(
+            logGroupName=LOG_GROUP, logStreamName=stream,
+            logEvents=[{"timestamp": ts, "message": message} for ts, message in events],
+        )  # fmt: skip
+    return logs
+
+
+def test_logs_are_filter_log_events_of_the_task_definition_s_awslogs_group(
+    driver: EcsDriver, cloudwatch: Any
+) -> None:
+    driver._logs_client = cloudwatch
+    lines = driver.logs()
+    assert [line.split(" ", 1)[1] for line in lines] == [
+        "listening on 8000", "GET /api/health 200 pd-request-1",
+    ]  # fmt: skip
+    assert lines[0].endswith("Z listening on 8000")
+
+
+def test_logs_keep_the_newest_up_to_the_limit(driver: EcsDriver, cloudwatch: Any) -> None:
+    driver._logs_client = cloudwatch
+    assert [line.split(" ", 1)[1] for line in driver.logs(limit=1)] == [
+        "GET /api/health 200 pd-request-1"
+    ]
+
+
+def test_logs_build_their_client_in_the_log_group_s_region(
+    driver: EcsDriver, cloudwatch: Any
+) -> None:
+    assert len(driver.logs()) == 2
+    client = driver.logs_client(REGION)
+    assert client.meta.region_name == REGION
+    assert client.meta.config.read_timeout == 2.0
+
+
+def test_a_missing_log_group_is_a_driver_error_naming_the_setting(driver: EcsDriver) -> None:
+    with pytest.raises(DriverError, match=r"ResourceNotFoundException.*set log_group"):
+        driver.logs()
+
+
+def test_a_task_definition_without_awslogs_is_unavailable_naming_the_fix(
+    driver: EcsDriver, aws: Any
+) -> None:
+    aws.register_task_definition(
+        family=FAMILY, containerDefinitions=[{"name": "app", "image": "x", "memory": 256}]
+    )
+    aws.update_service(cluster=CLUSTER, service=SERVICE, taskDefinition=f"{FAMILY}:5")
+    EcsScheduler(REGION).settle()
+    with pytest.raises(DriverUnavailable, match=r"no awslogs log driver.*set log_group"):
+        driver.logs()
+
+
+def test_logs_ask_for_the_task_s_stream_prefix_in_a_bounded_window(
+    driver: EcsDriver, session: Any
+) -> None:
+    logs = session.client("logs")
+    driver._logs_client = logs
+    with Stubber(logs) as stub:
+        stub.add_response("filter_log_events", {"events": [
+            {"logStreamName": "web/app/t", "timestamp": 1_700_000_000_000, "message": "hi\n"},
+        ]}, {
+            "logGroupName": LOG_GROUP, "logStreamNamePrefix": LOG_PREFIX, "limit": 50,
+            "startTime": ANY, "endTime": ANY,
+        })  # fmt: skip
+        assert driver.logs(limit=50) == ["2023-11-14T22:13:20.000Z hi"]
+        stub.assert_no_pending_responses()
+
+
+def test_logs_read_at_most_a_few_pages(driver: EcsDriver, session: Any) -> None:
+    logs = session.client("logs")
+    driver._logs_client = logs
+    with Stubber(logs) as stub:
+        for page in range(LOG_PAGES_MAX):
+            stub.add_response("filter_log_events", {"events": [
+                {"timestamp": 1_700_000_000_000 + page, "message": f"page {page}"},
+            ], "nextToken": f"t{page}"})  # fmt: skip
+        lines = driver.logs(limit=2)
+        stub.assert_no_pending_responses()
+    assert [line.split(" ", 1)[1] for line in lines] == [
+        f"page {LOG_PAGES_MAX - 2}", f"page {LOG_PAGES_MAX - 1}",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("code", "words"),
+    [
+        ("AccessDeniedException", "logs:FilterLogEvents"),
+        ("ThrottlingException", "retry later"),
+    ],
+)
+def test_cloudwatch_error_answers_are_clear_driver_errors(
+    driver: EcsDriver, session: Any, code: str, words: str
+) -> None:
+    logs = session.client("logs")
+    driver._logs_client = logs
+    with Stubber(logs) as stub:
+        stub.add_client_error(
+            "filter_log_events", service_error_code=code, service_message="stand-in",
+            http_status_code=400,
+        )  # fmt: skip
+        with pytest.raises(DriverError, match=words):
+            driver.logs()

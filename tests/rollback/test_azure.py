@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import httpx
 import pytest
 
 from postdeploy.config import Target
-from postdeploy.rollback.azure import API_VERSION
-from postdeploy.rollback.base import DriverError, previous_good
+from postdeploy.rollback.azure import API_VERSION, AppServiceDriver
+from postdeploy.rollback.base import LOG_WINDOW_S, DriverError, DriverUnavailable, previous_good
+from tests.rollback.conftest import FAKE_TOKEN
 from tests.rollback.rigs import Rig, azure_rig
+from tests.standins import azure
 from tests.standins._base import FakeClock
 
 
@@ -80,3 +83,75 @@ def test_another_operation_in_progress_is_a_409(rig: Rig) -> None:
     rig.driver.rollback(staging)
     with pytest.raises(DriverError, match=r"409 Conflict .*another operation is in progress"):
         rig.driver.rollback(staging)
+
+
+LOG_TOKEN = "pdtest-LOGTOKEN-9a8b7c6d5e4f"
+
+
+@pytest.fixture
+def logs_rig(
+    token: str, make_target: Callable[..., Target], clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[AppServiceDriver, azure.LogAnalyticsStandIn]:  # fmt: skip
+    monkeypatch.setenv("PD_TEST_LOG_TOKEN", LOG_TOKEN)
+    arm = azure.AppServiceStandIn(token)
+    analytics = azure.LogAnalyticsStandIn(LOG_TOKEN)
+    host = httpx.URL(azure.LOG_ANALYTICS_URL).host
+
+    def route(request: httpx.Request) -> httpx.Response:
+        return (analytics if request.url.host == host else arm).handle(request)
+
+    target = make_target(
+        "azure", subscription_id=azure.SUB, resource_group=azure.RG, app_name=azure.APP,
+        slot=azure.SLOT, token_env="PD_TEST_TOKEN", api_url=azure.API_URL,
+        log_analytics_workspace_id=azure.WORKSPACE, log_analytics_url=azure.LOG_ANALYTICS_URL,
+        log_token_env="PD_TEST_LOG_TOKEN",
+    )  # fmt: skip
+    driver = AppServiceDriver(target, transport=httpx.MockTransport(route), clock=clock,
+                              sleep=clock.sleep)  # fmt: skip
+    return driver, analytics
+
+
+def test_logs_are_the_production_slot_s_console_lines_from_log_analytics(logs_rig) -> None:
+    driver, analytics = logs_rig
+    lines = driver.logs()
+    assert [line.split(" ", 1)[1] for line in lines] == ["listening on 8000", "GET /api/health 200"]
+    (asked,) = analytics.seen
+    assert asked.authorized, "the Log Analytics token, not the ARM token"
+    assert asked.path == f"/v1/workspaces/{azure.WORKSPACE}/query"
+    assert asked.body["timespan"] == f"PT{LOG_WINDOW_S}S"
+    assert asked.body["query"].startswith("AppServiceConsoleLogs")
+    assert "take 200" in asked.body["query"]
+
+
+def test_logs_keep_the_newest_rows_up_to_the_limit(logs_rig) -> None:
+    driver, analytics = logs_rig
+    assert [line.split(" ", 1)[1] for line in driver.logs(limit=1)] == ["GET /api/health 200"]
+    assert "take 1" in analytics.seen[-1].body["query"]
+
+
+def test_logs_need_a_workspace_and_say_how_to_get_one(rig: Rig) -> None:
+    with pytest.raises(DriverUnavailable, match=r"log_analytics_workspace_id"):
+        rig.driver.logs()
+
+
+def test_logs_need_the_log_analytics_token(logs_rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    driver, _ = logs_rig
+    monkeypatch.delenv("PD_TEST_LOG_TOKEN")
+    with pytest.raises(DriverUnavailable, match=r"\$PD_TEST_LOG_TOKEN is not set.*loganalytics"):
+        driver.logs()
+
+
+@pytest.mark.parametrize(("answer", "said"), [
+    (401, r"401 Unauthorized.*\$PD_TEST_LOG_TOKEN"),
+    (404, r"404 Not Found.*log_analytics_workspace_id"),
+    (503, r"failed with 503"),
+    ("timeout", r"no answer from api.loganalytics.test within 2 s"),
+])  # fmt: skip
+def test_logs_log_analytics_refuses_are_a_driver_error(logs_rig, answer, said) -> None:
+    driver, analytics = logs_rig
+    analytics.fail(answer)
+    with pytest.raises(DriverError, match=said) as caught:
+        driver.logs()
+    assert LOG_TOKEN not in str(caught.value)
+    assert FAKE_TOKEN not in str(caught.value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import shlex
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from postdeploy.config import Target
-from postdeploy.rollback.base import DriverError, DriverUnavailable, previous_good
+from postdeploy.rollback.base import LOG_WINDOW_S, DriverError, DriverUnavailable, previous_good
 from postdeploy.rollback.command import CommandDriver
 from tests.standins._base import FakeClock
 
@@ -71,6 +72,7 @@ def test_plan_shows_the_command_and_its_environment(driver: CommandDriver) -> No
     assert str(call).startswith(f"run `{shlex.quote(sys.executable)} -S ")
     assert "POSTDEPLOY_TARGET=command" in str(call)
     assert "POSTDEPLOY_TO_RELEASE=r1" in str(call)
+
 
 #: What the driver adds to the command's environment (the rest is inherited).
 RELEASE_ENV = ("POSTDEPLOY_TARGET", "POSTDEPLOY_FROM_RELEASE", "POSTDEPLOY_TO_RELEASE")
@@ -136,3 +138,64 @@ def test_preflight_finds_the_commands(make_target: Callable[..., Target]) -> Non
     missing = make_target("command", rollback_command="no-such-rollback-tool --now")
     with pytest.raises(DriverUnavailable, match=r"'no-such-rollback-tool', which is not on PATH"):
         CommandDriver(missing).preflight()
+
+
+LOGS_SCRIPT = """
+import os, sys
+if os.environ.get("LOGS_FAIL"):
+    sys.stderr.write("error: the log service said no\\n")
+    sys.exit(2)
+for i in range(int(os.environ["POSTDEPLOY_LOG_LINES"]) + 3):
+    print(f"line {i}")
+if os.environ.get("LOGS_SHOW_ENV"):
+    print("since", os.environ["POSTDEPLOY_LOG_SINCE"], "for", os.environ["POSTDEPLOY_TARGET"])
+"""
+
+
+@pytest.fixture
+def logs_driver(tmp_path: Path, make_target: Callable[..., Target]) -> CommandDriver:
+    script = tmp_path / "logs.py"
+    script.write_text(LOGS_SCRIPT)
+    target = make_target(
+        "command", rollback_command="true",
+        logs_command=f"{shlex.quote(sys.executable)} -S {shlex.quote(str(script))}",
+    )  # fmt: skip
+    return CommandDriver(target)
+
+
+def test_logs_are_the_newest_lines_the_logs_command_prints(logs_driver: CommandDriver) -> None:
+    assert logs_driver.logs(limit=2) == ["line 3", "line 4"]
+
+
+def test_the_logs_command_is_told_the_window_and_the_target(
+    logs_driver: CommandDriver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LOGS_SHOW_ENV", "1")
+    _, since, _, target = logs_driver.logs(limit=1)[0].split()
+    age = dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(since.replace("Z", "+00:00"))
+    assert abs(age.total_seconds() - LOG_WINDOW_S) < 60
+    assert target == "command"
+
+
+def test_a_failing_logs_command_is_a_driver_error_with_its_stderr(
+    logs_driver: CommandDriver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LOGS_FAIL", "1")
+    with pytest.raises(DriverError, match=r"(?s)exited 2.*the log service said no"):
+        logs_driver.logs()
+
+
+def test_a_hanging_logs_command_is_stopped_at_the_target_s_timeout(
+    tmp_path: Path, make_target: Callable[..., Target]
+) -> None:
+    target = make_target("command", rollback_command="true", logs_command="sleep 30",
+                         timeout_s=0.3)  # fmt: skip
+    with pytest.raises(DriverError, match=r"did not finish within 0.3 s"):
+        CommandDriver(target).logs()
+
+
+def test_without_a_logs_command_the_logs_are_unavailable_naming_the_setting(
+    driver: CommandDriver,
+) -> None:
+    with pytest.raises(DriverUnavailable, match=r"logs_command"):
+        driver.logs()

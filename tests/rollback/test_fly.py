@@ -188,9 +188,47 @@ def test_a_release_without_an_image_cannot_be_redeployed(
         driver.rollback(driver.releases()[1])
 
 
-def test_logs_are_fly_logs_without_tailing(driver: FlyDriver, flyctl: FakeFlyctl) -> None:
-    assert len(driver.logs(limit=2)) == 2
-    assert flyctl.argvs() == [["logs", "--app", APP, "--no-tail"]]
+def test_logs_are_fly_logs_json_without_tailing(driver: FlyDriver, flyctl: FakeFlyctl) -> None:
+    lines = driver.logs(limit=5)
+    assert [line.split(" ", 1)[1] for line in lines] == ["line 1", "line 2"], "in the window"
+    assert lines[0].endswith("Z line 1")
+    assert flyctl.argvs() == [["logs", "--app", APP, "--no-tail", "--json"]]
+
+
+def test_logs_keep_the_newest_lines_up_to_the_limit(driver: FlyDriver) -> None:
+    assert [line.split(" ", 1)[1] for line in driver.logs(limit=1)] == ["line 2"]
+
+
+def test_logs_that_flyctl_cannot_read_are_a_driver_error_without_the_token(
+    driver: FlyDriver, flyctl: FakeFlyctl, token: str
+) -> None:
+    flyctl.update(fail={"logs": {"exit": 1, "stderr": f"Error: unauthorized {token}"}})
+    with pytest.raises(DriverError, match=r"reading the logs of") as caught:
+        driver.logs()
+    assert token not in str(caught.value)
+    assert "FLY_API_TOKEN" in str(caught.value) or "PD_TEST_TOKEN" in str(caught.value)
+
+
+def test_logs_that_are_not_json_lines_are_a_driver_error(
+    driver: FlyDriver, flyctl: FakeFlyctl, tmp_path: Path
+) -> None:
+    plain = tmp_path / "plain-fly"
+    plain.write_text("#!/bin/sh\necho 'not json'\n")
+    plain.chmod(0o755)
+    driver.flyctl = str(plain)
+    with pytest.raises(DriverError, match=r"not JSON; is .* recent enough to know --json"):
+        driver.logs()
+
+
+def test_logs_of_a_hanging_flyctl_are_bounded(
+    flyctl: FakeFlyctl, make_target: Callable[..., Target]
+) -> None:
+    flyctl.update(hang=["logs"])
+    target = make_target(
+        "fly", app=APP, token_env="PD_TEST_TOKEN", flyctl=str(flyctl.executable), timeout_s=0.2
+    )
+    with pytest.raises(DriverError, match=r"did not finish within 0.6 s and was stopped"):
+        FlyDriver(target).logs()
 
 
 def test_choosing_a_target_costs_two_flyctl_runs(driver: FlyDriver, flyctl: FakeFlyctl) -> None:

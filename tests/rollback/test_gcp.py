@@ -10,7 +10,7 @@ from postdeploy.config import Target
 from postdeploy.rollback.base import DriverError, previous_good
 from tests.rollback.rigs import Rig, gcp_rig
 from tests.standins._base import FakeClock
-from tests.standins.gcp import short
+from tests.standins.gcp import PROJECT, SERVICE, short
 
 
 @pytest.fixture
@@ -79,3 +79,44 @@ def test_an_unknown_service_is_a_404_naming_the_settings(
     rig.driver.target.settings["service"] = "other"  # type: ignore[index]
     with pytest.raises(DriverError, match=r"404 Not Found.*project, region and service"):
         rig.driver.current()
+
+
+def test_logs_are_the_serving_revision_s_entries_of_the_window(rig: Rig) -> None:
+    lines = rig.driver.logs()
+    texts = [line.split(" ", 1)[1] for line in lines]
+    assert texts == [
+        "listening on 8080",
+        '{"message": "request", "request_id": "pd-123"}',
+        "GET https://la.test/api/health 200",
+    ]
+    asked = rig.standin.calls("POST")[-1]
+    assert asked.path == "/v2/entries:list"
+    assert asked.body["resourceNames"] == [f"projects/{PROJECT}"]
+    assert asked.body["orderBy"] == "timestamp desc"
+    assert 'resource.type="cloud_run_revision"' in asked.body["filter"]
+    assert f'resource.labels.service_name="{SERVICE}"' in asked.body["filter"]
+    assert f'resource.labels.revision_name="{short(4)}"' in asked.body["filter"]
+    assert "timestamp>=" in asked.body["filter"]
+    assert asked.authorized
+
+
+def test_logs_keep_the_newest_entries_up_to_the_limit(rig: Rig) -> None:
+    assert rig.driver.logs(limit=1)[0].endswith("GET https://la.test/api/health 200")
+    assert rig.standin.calls("POST")[-1].body["pageSize"] == 1
+
+
+def test_no_entries_is_no_lines_not_an_error(rig: Rig) -> None:
+    rig.standin.log_entries.clear()
+    assert rig.driver.logs() == []
+
+
+@pytest.mark.parametrize(("answer", "said"), [
+    (403, r"403 Forbidden.* may not do this"),
+    (401, r"401 Unauthorized.*PD_TEST_TOKEN"),
+    ("timeout", r"no answer from .* within 2 s"),
+])  # fmt: skip
+def test_logs_cloud_logging_refuses_are_a_driver_error(rig: Rig, token: str, answer, said) -> None:
+    rig.standin.fail(answer, path_contains="entries:list", times=2)
+    with pytest.raises(DriverError, match=said) as caught:
+        rig.driver.logs()
+    assert token not in str(caught.value)

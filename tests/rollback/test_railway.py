@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 
 import pytest
 
 from postdeploy.config import Target
-from postdeploy.rollback.base import DriverError, Release, previous_good
+from postdeploy.rollback.base import LOG_WINDOW_S, DriverError, Release, previous_good
 from postdeploy.rollback.railway import ROLLBACK_MUTATION
 from tests.rollback.rigs import Rig, railway_rig
 from tests.standins._base import FakeClock
@@ -87,3 +88,27 @@ def test_a_graphql_error_answer_is_a_driver_error(rig: Rig) -> None:
 
 def test_logs_are_the_current_deployment_s_log_lines(rig: Rig) -> None:
     assert rig.driver.logs(limit=1) == ["2026-02-05T09:00:02Z GET /api/health 200"]
+    asked = rig.standin.seen[-1].body
+    called = "deploymentLogs(deploymentId: $deploymentId, limit: $limit, startDate: $startDate)"
+    assert called in asked["query"]
+    variables = asked["variables"]
+    assert variables["deploymentId"] == rig.driver.current().id
+    assert variables["limit"] == 1
+    since = dt.datetime.fromisoformat(variables["startDate"].replace("Z", "+00:00"))
+    window = dt.datetime.now(dt.UTC) - since
+    assert (
+        dt.timedelta(seconds=LOG_WINDOW_S - 60) < window < dt.timedelta(seconds=LOG_WINDOW_S + 60)
+    )
+
+
+def test_logs_railway_refuses_are_a_driver_error(rig: Rig) -> None:
+    rig.standin.fail(200, body={"errors": [{"message": "Not Authorized"}], "data": None},
+                     body_contains="deploymentLogs")  # fmt: skip
+    with pytest.raises(DriverError, match=r"reading the logs of deployment .* was refused"):
+        rig.driver.logs()
+
+
+def test_logs_of_an_unreachable_railway_are_a_driver_error(rig: Rig) -> None:
+    rig.standin.fail("timeout", body_contains="deploymentLogs", times=2)
+    with pytest.raises(DriverError, match=r"no answer from .* within"):
+        rig.driver.logs()

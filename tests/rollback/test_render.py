@@ -7,9 +7,11 @@ from collections.abc import Callable
 import pytest
 
 from postdeploy.config import Target
-from postdeploy.rollback.base import DriverError, previous_good
+from postdeploy.rollback.base import LOG_WINDOW_S, DriverError, previous_good
+from postdeploy.rollback.render import RenderDriver
 from tests.rollback.rigs import Rig, render_rig
 from tests.standins._base import FakeClock
+from tests.standins.render import API_URL, OWNER, RenderStandIn
 
 
 @pytest.fixture
@@ -94,5 +96,43 @@ def test_an_unknown_service_is_a_404_that_names_service_id(
         rig.driver.releases()
 
 
-def test_logs_are_not_read(rig: Rig) -> None:
-    assert rig.driver.logs() == []
+def test_logs_are_the_service_s_lines_of_the_window_oldest_first(rig: Rig) -> None:
+    lines = rig.driver.logs()
+    texts = [line.split(" ", 1)[1] for line in lines]
+    assert texts == ["listening on :10000", "GET /api/health 200"]
+    asked = rig.standin.calls("GET")[-1]
+    assert asked.path == "/v1/logs"
+    assert asked.params["ownerId"] == OWNER, "found through GET /services/{id}"
+    assert asked.params["resource"] == "srv-la0001"
+    assert asked.params["direction"] == "backward"
+    assert int(asked.params["endTime"]) - int(asked.params["startTime"]) == LOG_WINDOW_S
+    assert asked.params["limit"] == "100"
+
+
+def test_logs_keep_the_newest_up_to_the_limit(rig: Rig) -> None:
+    assert [line.split(" ", 1)[1] for line in rig.driver.logs(limit=1)] == ["GET /api/health 200"]
+    assert rig.standin.calls("GET")[-1].params["limit"] == "1"
+
+
+def test_logs_use_the_configured_owner_without_asking(
+    token: str, make_target: Callable[..., Target], clock: FakeClock
+) -> None:
+    standin = RenderStandIn(token, "srv-la0001")
+    target = make_target("render", service_id="srv-la0001", token_env="PD_TEST_TOKEN",
+                         api_url=API_URL, owner_id=OWNER)  # fmt: skip
+    driver = RenderDriver(target, transport=standin.transport(), clock=clock, sleep=clock.sleep)
+    assert len(driver.logs()) == 2
+    assert [s.path for s in standin.seen] == ["/v1/logs"]
+
+
+def test_logs_render_refuses_are_a_driver_error_without_the_token(rig: Rig, token: str) -> None:
+    rig.standin.fail(403, path_contains="/logs")
+    with pytest.raises(DriverError, match=r"reading the logs of service srv-la0001 .* 403") as err:
+        rig.driver.logs()
+    assert token not in str(err.value)
+
+
+def test_logs_of_a_render_that_does_not_answer_are_bounded(rig: Rig) -> None:
+    rig.standin.fail("timeout", path_contains="/logs", times=2)
+    with pytest.raises(DriverError, match=r"no answer from .* within 2 s"):
+        rig.driver.logs()

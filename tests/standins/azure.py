@@ -4,10 +4,16 @@ Follows the Web Apps REST API: every request needs ``api-version``; ``GET`` the 
 slot, and its ``/config/web`` (``linuxFxVersion``); ``POST .../slots/{slot}/slotsswap`` with a
 ``CsmSlotEntity`` (``targetSlot``, ``preserveVnet``) answers 202 Accepted with a ``Location``
 to poll (202 while running, 200 when done). Errors are ``{"error": {"code", "message"}}``.
+
+:class:`LogAnalyticsStandIn` is the Log Analytics query API (``POST /v1/workspaces/{id}/query``
+with ``{"query", "timespan"}``; answers ``{"tables": [{"name": "PrimaryResult", "columns":
+[{"name", "type"}], "rows": [[...]]}]}``), with a token of its own.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from typing import Any
 
 import httpx
@@ -111,3 +117,47 @@ class AppServiceStandIn(StandIn):
         del self._swaps[op]
         self.fx["production"], self.fx[SLOT] = self.fx[SLOT], self.fx["production"]
         return httpx.Response(200)
+
+
+LOG_ANALYTICS_URL = "https://api.loganalytics.test"
+WORKSPACE = "11111111-2222-3333-4444-555555555555"
+
+
+class LogAnalyticsStandIn(StandIn):
+    """One workspace holding the app's AppServiceConsoleLogs rows."""
+
+    def __init__(self, token: str) -> None:
+        super().__init__(token)
+        now = dt.datetime.now(dt.UTC)
+        self.rows: list[tuple[dt.datetime, str, str]] = [
+            (now - dt.timedelta(hours=2), SITE, "before the window"),
+            (now - dt.timedelta(seconds=30), SITE, "listening on 8000"),
+            (now - dt.timedelta(seconds=20), SITE + "/slots/staging", "the staging slot"),
+            (now - dt.timedelta(seconds=10), SITE, "GET /api/health 200"),
+        ]
+        self.route("POST", r"/v1/workspaces/(?P<ws>[^/]+)/query")(self._query)
+
+    def error(self, status: int, message: str) -> httpx.Response:
+        error = {"code": "BadArgumentError", "message": message}
+        return httpx.Response(status, json={"error": error})
+
+    def _query(self, request: httpx.Request, match: Any, body: Any) -> httpx.Response:
+        if match["ws"] != WORKSPACE:
+            return self.error(404, "Workspace not found")
+        query = str((body or {}).get("query", ""))
+        resource = re.search(r'_ResourceId =~ "([^"]+)"', query)
+        ago = re.search(r"ago\((\d+)s\)", query)
+        take = re.search(r"take (\d+)", query)
+        if not query.startswith("AppServiceConsoleLogs") or not (resource and ago and take):
+            return self.error(400, "this stand-in expects a resource, ago() and take filter")
+        since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=int(ago[1]))
+        found = sorted(
+            (r for r in self.rows if r[1].lower() == resource[1].lower() and r[0] > since),
+            reverse="order by TimeGenerated desc" in query,
+        )[: int(take[1])]
+        return httpx.Response(200, json={"tables": [{
+            "name": "PrimaryResult",
+            "columns": [{"name": "TimeGenerated", "type": "datetime"},
+                        {"name": "ResultDescription", "type": "string"}],
+            "rows": [[r[0].isoformat().replace("+00:00", "Z"), r[2]] for r in found],
+        }]})  # fmt: skip

@@ -12,6 +12,7 @@ Outputs follow flyctl's: ``releases --json`` prints its Release structs (Go fiel
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import os
@@ -86,8 +87,16 @@ def main(argv: list[str]) -> int:
         print(f"==> Verifying app config\n--> Verified app config\nimage: {image}")
         print(f"Updating existing machines in '{state['app']}' with rolling strategy")
     elif command == "logs":
+        now = datetime.datetime.now(datetime.UTC)
         for i in range(3):
-            print(f"2026-05-01T12:00:0{i}Z app[1] ams [info] line {i}")
+            # flyctl's LogEntry; the first line is older than any window the driver keeps
+            stamp = now - datetime.timedelta(days=1 if i == 0 else 0, seconds=3 - i)
+            entry = {
+                "timestamp": stamp.isoformat().replace("+00:00", "Z"), "level": "info",
+                "instance": "148e21ea7d1889", "region": "ams", "message": f"line {i}",
+                "meta": {"instance": "148e21ea7d1889", "region": "ams"},
+            }  # fmt: skip
+            print(json.dumps(entry) if "--json" in argv else f"{entry['timestamp']} {i}")
     else:
         sys.stderr.write(f'Error: unknown command "{command}" for "flyctl"\n')
         return 1

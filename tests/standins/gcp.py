@@ -4,10 +4,14 @@ Follows https://cloud.google.com/run/docs/reference/rest/v2: ``GET`` the service
 ``/revisions``; ``PATCH`` the service (here only ``updateMask=traffic`` is accepted) answers a
 long-running ``Operation``; while it runs the service is ``reconciling``, then
 ``trafficStatuses`` shows the new split. Errors are ``{"error": {"code", "message", "status"}}``.
+Cloud Logging's ``POST /v2/entries:list`` (https://cloud.google.com/logging/docs/reference/v2/
+rest/v2/entries/list) answers ``{"entries": [LogEntry...], "nextPageToken"}``.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from typing import Any
 
 import httpx
@@ -35,6 +39,19 @@ def revision(n: int, ready: bool = True) -> dict[str, Any]:
     }
 
 
+def log_entry(revision_name: str, when: dt.datetime, **payload: Any) -> dict[str, Any]:
+    """A Cloud Logging LogEntry of a Cloud Run revision."""
+    return {
+        "logName": f"projects/{PROJECT}/logs/run.googleapis.com%2Fstdout",
+        "resource": {"type": "cloud_run_revision", "labels": {
+            "project_id": PROJECT, "location": REGION, "service_name": SERVICE,
+            "revision_name": revision_name, "configuration_name": SERVICE}},
+        "timestamp": when.isoformat(timespec="microseconds").replace("+00:00", "Z"),
+        "severity": "INFO", "insertId": f"{when.timestamp():.6f}",
+        **payload,
+    }  # fmt: skip
+
+
 def short(n: int) -> str:
     return f"{SERVICE}-{n:05d}-abc"
 
@@ -59,6 +76,18 @@ class CloudRunStandIn(StandIn):
         self.route("PATCH", f"/v2/{SERVICE_NAME}")(self._patch)
         self.route("GET", f"/v2/{SERVICE_NAME}/revisions")(self._revisions)
         self.route("GET", f"/v2/{PARENT}/services/[^/]+(/revisions)?")(self._unknown)
+        self.route("POST", "/v2/entries:list")(self._entries)
+        now = dt.datetime.now(dt.UTC)
+        self.log_entries: list[dict[str, Any]] = [
+            log_entry(short(4), now - dt.timedelta(hours=2), textPayload="before the window"),
+            log_entry(short(3), now - dt.timedelta(seconds=40), textPayload="other revision"),
+            log_entry(short(4), now - dt.timedelta(seconds=30), textPayload="listening on 8080"),
+            log_entry(short(4), now - dt.timedelta(seconds=20),
+                      jsonPayload={"message": "request", "request_id": "pd-123"}),
+            log_entry(short(4), now - dt.timedelta(seconds=10), httpRequest={
+                "requestMethod": "GET", "requestUrl": "https://la.test/api/health",
+                "status": 200}),
+        ]  # fmt: skip
 
     def error(self, status: int, message: str) -> httpx.Response:
         return httpx.Response(status, json={"error": {
@@ -76,6 +105,28 @@ class CloudRunStandIn(StandIn):
                 name = status.get("revision") or self.service["latestReadyRevision"]
                 return str(name).rsplit("/", 1)[-1]
         return None
+
+    def _entries(self, request: httpx.Request, match: Any, body: Any) -> httpx.Response:
+        """Cloud Logging ``entries:list``: ``resourceNames`` required; this stand-in reads the
+        filter's ``revision_name`` and ``timestamp>=`` terms; ``orderBy`` ``timestamp desc``
+        or (default) asc; ``pageSize`` at most 1000; ``{}`` when nothing matches."""
+        if not isinstance(body, dict) or body.get("resourceNames") != [f"projects/{PROJECT}"]:
+            return self.error(400, "resourceNames must name the project")
+        size = int(body.get("pageSize") or 50)
+        if not 1 <= size <= 1000:
+            return self.error(400, "pageSize must be between 1 and 1000")
+        where = str(body.get("filter", ""))
+        revision = re.search(r'resource\.labels\.revision_name="([^"]+)"', where)
+        since = re.search(r'timestamp>="([^"]+)"', where)
+        if 'resource.type="cloud_run_revision"' not in where or not revision or not since:
+            return self.error(400, "this stand-in expects a revision and a timestamp filter")
+        found = [
+            e for e in self.log_entries
+            if e["resource"]["labels"]["revision_name"] == revision[1]
+            and e["timestamp"] >= since[1]
+        ]  # fmt: skip
+        found.sort(key=lambda e: e["timestamp"], reverse=body.get("orderBy") == "timestamp desc")
+        return httpx.Response(200, json={"entries": found[:size]} if found else {})
 
     def _unknown(self, request: httpx.Request, match: Any, body: Any) -> httpx.Response:
         return self.error(404, f"Resource '{request.url.path[4:]}' was not found")

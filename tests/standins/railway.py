@@ -73,15 +73,25 @@ class RailwayStandIn(StandIn):
         if "deploymentRollback(" in query:
             return self._rollback(str(variables.get("id", "")))
         if "deploymentLogs(" in query:
-            return httpx.Response(200, json={"data": {"deploymentLogs": [
-                {"timestamp": "2026-02-05T09:00:01Z", "message": "listening on :8080"},
-                {"timestamp": "2026-02-05T09:00:02Z", "message": "GET /api/health 200"},
-            ]}})  # fmt: skip
+            return self._logs(variables)
         if "deployments(" in query:
             return self._list(variables)
         if "deployment(" in query:
             return self._one(str(variables.get("id", "")))
         return self._gql_error("Cannot query field on type 'Query'.")
+
+    def _logs(self, variables: dict[str, Any]) -> httpx.Response:
+        """``deploymentLogs(deploymentId, limit, startDate)``: ``[Log!]!`` of ``{timestamp,
+        message}``, oldest first; like Railway, it may answer one line more than ``limit``."""
+        if not any(d["id"] == variables.get("deploymentId") for d in self.deployments):
+            return self._gql_error("Deployment not found")
+        lines = [
+            {"timestamp": "2026-02-05T09:00:00Z", "message": "starting"},
+            {"timestamp": "2026-02-05T09:00:01Z", "message": "listening on :8080"},
+            {"timestamp": "2026-02-05T09:00:02Z", "message": "GET /api/health 200"},
+        ]
+        limit = int(variables.get("limit") or 100)
+        return httpx.Response(200, json={"data": {"deploymentLogs": lines[-(limit + 1) :]}})
 
     def _list(self, variables: dict[str, Any]) -> httpx.Response:
         given = variables.get("input") or {}

@@ -25,6 +25,8 @@ class Received:
     path: str
     headers: dict[str, str]
     body: Any
+    #: when it arrived (time.time())
+    at: float = field(default_factory=time.time)
 
 
 @dataclass

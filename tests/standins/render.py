@@ -4,11 +4,16 @@ Follows https://api-docs.render.com: ``GET /v1/services/{id}/deploys`` answers a
 ``{"deploy": {...}, "cursor": ...}``; ``GET /v1/services/{id}/deploys/{deployId}`` one deploy;
 ``POST /v1/services/{id}/rollback`` with ``{"deployId": ...}`` answers 201 and the new deploy,
 which goes ``update_in_progress`` -> ``live`` (the old live one becomes ``deactivated``).
+``GET /v1/services/{id}`` answers the service (with its ``ownerId``); ``GET /v1/logs`` the
+owner's log lines filtered by ``resource`` and time (``{"hasMore", "nextStartTime",
+"nextEndTime", "logs": [{"id", "labels", "message", "timestamp"}]}``).
 Errors are ``{"id": ..., "message": ...}``.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import time
 from typing import Any
 
 import httpx
@@ -16,6 +21,8 @@ import httpx
 from tests.standins._base import StandIn
 
 API_URL = "https://api.render.test/v1"
+OWNER = "tea-la0000owner"
+LOG_NOW = int(time.time())
 IN_PROGRESS = {
     "created",
     "queued",
@@ -52,7 +59,14 @@ class RenderStandIn(StandIn):
             deploy(1, "deactivated"),
         ]
         self._countdown: dict[str, int] = {}
+        self.log_entries: list[dict[str, Any]] = []
+        now = int(time.time())
+        self.add_log(now - 7200, "an hour before the window")
+        for back, message in ((30, "listening on :10000"), (10, "GET /api/health 200")):
+            self.add_log(now - back, message)
         base = r"/v1/services/(?P<sid>[^/]+)"
+        self.route("GET", base)(self._service_get)
+        self.route("GET", r"/v1/logs")(self._logs)
         self.route("GET", base + "/deploys")(self._list)
         self.route("GET", base + r"/deploys/(?P<did>[^/]+)")(self._get)
         self.route("POST", base + "/rollback")(self._rollback)
@@ -72,6 +86,48 @@ class RenderStandIn(StandIn):
         if match["sid"] != self.service_id:
             return self.error(404, "service not found")
         return None
+
+    def _service_get(self, request: httpx.Request, match: Any, body: Any) -> httpx.Response:
+        if missing := self._service(match):
+            return missing
+        return httpx.Response(
+            200, json={"id": self.service_id, "name": "learning-assistant", "ownerId": OWNER,
+                       "type": "web_service", "suspended": "not_suspended"},
+        )  # fmt: skip
+
+    def _logs(self, request: httpx.Request, match: Any, body: Any) -> httpx.Response:
+        """``GET /v1/logs``: ownerId and resource required; startTime/endTime in Unix seconds
+        (default: the last hour); direction backward = newest first; limit 1-100."""
+        params = request.url.params
+        if params.get("ownerId") != OWNER:
+            return self.error(403, "you do not have access to this owner's logs")
+        if params.get_list("resource") != [self.service_id]:
+            return self.error(400, "resource must name resources of this owner")
+        limit = int(params.get("limit", 20))
+        if not 1 <= limit <= 100:
+            return self.error(400, "limit must be between 1 and 100")
+        try:
+            start = int(params.get("startTime", LOG_NOW - 3600))
+            end = int(params.get("endTime", LOG_NOW))
+        except ValueError:
+            return self.error(400, "startTime and endTime are Unix timestamps")
+        found = [e for e in self.log_entries if start <= e["epoch"] <= end]
+        newest_first = params.get("direction", "backward") == "backward"
+        found.sort(key=lambda e: e["epoch"], reverse=newest_first)
+        page = found[:limit]
+        return httpx.Response(200, json={
+            "hasMore": len(found) > limit, "nextStartTime": start, "nextEndTime": end,
+            "logs": [{k: v for k, v in e.items() if k != "epoch"} for e in page],
+        })  # fmt: skip
+
+    def add_log(self, epoch: int, message: str) -> None:
+        stamp = dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat().replace("+00:00", "Z")
+        self.log_entries.append({
+            "id": f"log-{len(self.log_entries)}", "epoch": epoch, "timestamp": stamp,
+            "message": message,
+            "labels": [{"name": "resource", "value": self.service_id},
+                       {"name": "type", "value": "app"}, {"name": "level", "value": "info"}],
+        })  # fmt: skip
 
     def _list(self, request: httpx.Request, match: Any, body: Any) -> httpx.Response:
         if missing := self._service(match):
