@@ -318,6 +318,9 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "allowed_latency_increase": Key(
             (int, float), 0.10, help="relative latency increase tolerated (0.10 = +10 %)"
         ),
+        "min_latency_increase_ms": Key(
+            (int, float), 1.0, help="a latency regression is also at least this many ms slower"
+        ),
         "allowed_error_increase_pp": Key(
             (int, float), 0.1, help="error-rate increase tolerated, in percentage points"
         ),

@@ -4,8 +4,9 @@ An *arm* is where a request goes: a URL (the idle colour of a blue/green pair, a
 slot, a revision tag URL) or one instance behind a shared edge, addressed by a routing header
 (``Arm.instance``) - the shape ``postdeploy local deploy --canary N`` gives. For each key
 endpoint both arms first get ``warmup`` untimed requests, then ``samples`` timed ones in
-strict alternation (baseline, canary, baseline, canary ...), so both arms see the same
-machine load, cache state and network at the same moments; endpoint after endpoint.
+alternation, the first arm of each pair alternating (baseline canary, canary baseline, ...:
+an ABBA design), so both arms see the same machine load and network at the same moments and
+neither always follows the other; endpoint after endpoint.
 
 What counts against an arm: an answer other than the expected status, or no answer (the
 latency is kept only for expected answers, so like is compared with like). Trouble on the
@@ -219,8 +220,11 @@ def collect(
                 for client in clients:
                     client.send(endpoint)
             tallies = [_Tally() for _ in clients]
-            for _ in range(plan.samples):
-                for client, tally in zip(clients, tallies, strict=True):
+            for i in range(plan.samples):
+                # ABBA: the arm that goes first alternates, so neither arm always follows the
+                # other's post-response work (logging, metrics) on a shared CPU.
+                order = list(zip(clients, tallies, strict=True))
+                for client, tally in order if i % 2 == 0 else reversed(order):
                     latency, what = client.send(endpoint)
                     if latency is None:
                         tally.note(what)
@@ -294,6 +298,7 @@ def criteria_for(target: Target, relative: bool = False, seed: int | None = None
         allowed.update(parse_criteria(_listed(section.relative_criteria), where))
     return Criteria(
         alpha=float(section.false_alarm_rate),
+        min_increase_ms=float(section.min_latency_increase_ms),
         allowed=allowed,
         min_samples=int(section.min_samples),
         critical=_listed(section.critical_metrics),

@@ -20,7 +20,8 @@ Per key endpoint four metrics, plus the error rate over all endpoints:
 
 A metric is a *regression* only when its corrected p-value is below the run's false-alarm
 rate **and** its effect is larger than the allowed increase (default +10 % latency, +0.1
-percentage point errors). The p-values of all judged metrics of a run are corrected together
+percentage point errors) - and, for latencies, at least ``min_increase_ms`` (1 ms) slower.
+The p-values of all judged metrics of a run are corrected together
 with Holm's step-down method: it controls the family-wise error rate (the chance that a run
 raises *any* false alarm) at the stated rate under any dependence between the metrics, which
 is the promise "a healthy release fails at most 1 % of runs". Benjamini-Hochberg
@@ -50,6 +51,9 @@ DEFAULT_ALPHA = 0.01
 DEFAULT_LATENCY_INCREASE = 0.10
 DEFAULT_ERROR_INCREASE_PP = 0.1
 DEFAULT_MIN_SAMPLES = 50
+#: Smallest latency increase that counts, in ms: sub-millisecond shifts on a ~2 ms endpoint
+#: are scheduler noise between two processes, not a release getting slower.
+DEFAULT_MIN_INCREASE_MS = 1.0
 DEFAULT_PASS_SCORE = 95.0
 DEFAULT_MARGINAL_SCORE = 75.0
 #: Bootstrap resamples for a tail p-value that may matter after the correction.
@@ -62,6 +66,8 @@ INTERVAL_LEVEL = 0.95
 TAILS = {"p95": 0.95, "p99": 0.99}
 #: Latency floor for the log transform, in ms (a clock tick, never a real answer time).
 MIN_LATENCY_MS = 1e-3
+#: The baseline figure a relative latency effect is taken of, per metric kind.
+_REFERENCE = {"latency": "median_ms", "p95": "p95_ms", "p99": "p99_ms"}
 #: The metric that pools the errors of every endpoint.
 ALL_ENDPOINTS = "all"
 PERCENT = 100.0
@@ -142,6 +148,8 @@ class Criteria:
         }
     )
     min_samples: int = DEFAULT_MIN_SAMPLES
+    #: a latency regression must also be at least this much slower in absolute terms
+    min_increase_ms: float = DEFAULT_MIN_INCREASE_MS
     #: fnmatch patterns of metric names (``lessons:latency``, ``*:errors``) a regression of
     #: which fails the verdict whatever the score
     critical: tuple[str, ...] = ("*",)
@@ -290,6 +298,7 @@ class Judgement:
             "false_alarm_rate": self.criteria.alpha,
             "correction": "holm",
             "min_samples": self.criteria.min_samples,
+            "min_latency_increase_ms": self.criteria.min_increase_ms,
             "regressions": [m.name for m in self.regressions],
             "inconclusive": [m.name for m in self.inconclusive],
             "metrics": [m.to_dict() for m in self.metrics],
@@ -419,15 +428,29 @@ def judge(pairs: Pairs, criteria: Criteria | None = None) -> Judgement:
         pooled_base, pooled_canary = pooled_base.merged(base), pooled_canary.merged(canary)
     if len(pairs) > 1:
         metrics.append(_error_metric(ALL_ENDPOINTS, pooled_base, pooled_canary, criteria))
-    judged = [m for m in metrics if m.p_value is not None]
-    for metric, adjusted in zip(judged, holm([m.p_value for m in judged]), strict=True):  # type: ignore[misc]
+    tested = [(m, m.p_value) for m in metrics if m.p_value is not None]
+    adjusted_all = holm([p for _, p in tested])
+    for (metric, _), adjusted in zip(tested, adjusted_all, strict=True):
         metric.adjusted_p = adjusted
         significant = adjusted < criteria.alpha
-        large = metric.effect is not None and metric.effect > metric.threshold
+        large = _large(metric, criteria)
         metric.classification = (
             Classification.REGRESSION if significant and large else Classification.PASS
         )
     return _verdict(metrics, criteria)
+
+
+def _large(metric: Metric, criteria: Criteria) -> bool:
+    """The effect is over the allowed increase (and, for latencies, over the ms floor)."""
+    if metric.effect is None or metric.effect <= metric.threshold:
+        return False
+    if metric.kind is Kind.ERRORS:
+        return True
+    increase_ms = metric.effect * float(metric.baseline[_REFERENCE[metric.kind]] or 0.0)
+    if increase_ms < criteria.min_increase_ms:
+        metric.note = f"under the {criteria.min_increase_ms:g} ms floor: +{increase_ms:.2f} ms"
+        return False
+    return True
 
 
 def _arm(samples: ArmSamples) -> dict[str, Any]:
