@@ -39,6 +39,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from postdeploy.gate import MISCONFIGURED, SETUP_FAILED, BackendError
 from postdeploy.redact import REDACTED, SECRET_HEADERS, redact_data, redact_text
 
 if TYPE_CHECKING:
@@ -74,8 +75,16 @@ INSTALL_HINT = (
 PHASE_REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
 
 
-class BrowserUnavailable(Exception):
-    """No usable Chromium: the message says how to install one."""
+#: The system named when the browser fails (the verdict's ``backend``).
+SYSTEM = "browser"
+
+
+class BrowserUnavailable(BackendError):
+    """No usable Chromium, or it would not start: the message says how to install one. The
+    harness's side: the checks that need it are broken, never failed."""
+
+    def __init__(self, message: str, how: str = MISCONFIGURED) -> None:
+        super().__init__(message, system=SYSTEM, how=how)
 
 
 @dataclass(frozen=True)
@@ -142,7 +151,16 @@ def launch(playwright: Playwright, target: Target) -> Browser:
     options: dict[str, Any] = {"headless": True, "args": launch_args(target)}
     if choice.executable:
         options["executable_path"] = choice.executable
-    return playwright.chromium.launch(**options)
+    from playwright.sync_api import Error as PlaywrightError
+
+    try:
+        return playwright.chromium.launch(**options)
+    except PlaywrightError as exc:
+        raise BrowserUnavailable(
+            f"{choice.describe()} did not start: {str(exc).splitlines()[0] if str(exc) else exc}"
+            f"; {INSTALL_HINT.format(system=system_chromium())}",
+            SETUP_FAILED,
+        ) from None
 
 
 # -- redaction of traces --------------------------------------------------------------------
@@ -211,10 +229,19 @@ def failed(node: pytest.Item) -> bool:
 @pytest.fixture(scope="session")
 def playwright_driver() -> Iterator[Playwright]:
     """Playwright's driver (a Node.js process); the sync API, no event loop in pytest."""
+    from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as driver:
-        yield driver
+    try:
+        manager = sync_playwright().start()
+    except (PlaywrightError, OSError) as exc:
+        raise BrowserUnavailable(
+            f"Playwright's driver did not start: {type(exc).__name__}: {exc}", SETUP_FAILED
+        ) from None
+    try:
+        yield manager
+    finally:
+        manager.stop()
 
 
 @pytest.fixture(scope="session")

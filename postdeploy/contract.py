@@ -53,6 +53,9 @@ HEALTH_HEADER = "X-Health-Status"
 REQUEST_ID_HEADER = "X-Request-ID"
 #: Header carrying the secret token of the test-only error route.
 ERROR_TRIGGER_HEADER = "X-Postdeploy-Token"
+#: Query parameter of PATHS.login asking for a token of N seconds (1-60), honoured only with
+#: the test-only token in ERROR_TRIGGER_HEADER: the expired-token check's short lifetime.
+SHORT_TTL_PARAM = "ttl_s"
 #: Sentry tags the test-only error route puts on the error it raises.
 ERROR_RUN_ID_TAG = "postdeploy_run_id"
 ERROR_CHECK_ID_TAG = "postdeploy_check_id"
@@ -62,6 +65,11 @@ METRIC_REQUESTS = "la_http_requests_total"
 METRIC_LATENCY = "la_http_request_duration_seconds"
 METRIC_APP_INFO = "la_app_info"
 METRIC_ROUTE_LABEL = "route"
+#: Header marking the harness's own synthetic requests, and the metric label (value "true")
+#: under which the app counts them apart from everyone else's (platform health checkers).
+SYNTHETIC_HEADER = "X-Postdeploy-Synthetic"
+METRIC_SYNTHETIC_LABEL = "synthetic"
+METRIC_SYNTHETIC_VALUE = "true"
 
 LEARNING_STYLES = ("visual", "auditory", "reading", "kinesthetic")
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from postdeploy.contract import PATHS
-from postdeploy.gate import TargetUnreachable
+from postdeploy.gate import SETUP_FAILED, BackendError, TargetUnreachable
 from postdeploy.http import RECORDER_KEY, Recorder, new_client
 from postdeploy.settings import settings_of
 from postdeploy.users import SyntheticUser, UserFactory
@@ -26,6 +26,15 @@ if TYPE_CHECKING:
 
 #: Connect timeout of the one reachability probe per target and run.
 PROBE_CONNECT_TIMEOUT_S = 5.0
+
+
+class PlatformSetupError(BackendError):
+    """Preparing the target's platform failed before the target was asked anything (the local
+    platform could not deploy, a certificate could not be made): the harness's side, so every
+    check of the target is broken, never failed - only "the target did not answer" is."""
+
+    def __init__(self, message: str, platform: str) -> None:
+        super().__init__(message, system=f"{platform} platform", how=SETUP_FAILED)
 
 
 def _settings(config: pytest.Config) -> RunSettings:
@@ -69,8 +78,14 @@ def target(request: pytest.FixtureRequest) -> Target:
 
     try:  # a platform postdeploy runs itself (local) deploys here if nothing serves
         selected = lifecycle_of(selected).prepare(settings.run_id, settings.expect_version)
+    except (TargetUnreachable, BackendError):
+        raise
     except Exception as exc:
-        raise TargetUnreachable(f"target {selected.name!r}: {exc}") from None
+        raise PlatformSetupError(
+            f"target {selected.name!r}: setting up the {selected.platform} platform failed "
+            f"({type(exc).__name__}: {exc}); the target was not asked anything",
+            selected.platform,
+        ) from None
     settings.serving_versions[selected.name] = _serving_version(selected)
     return selected
 

@@ -4,6 +4,11 @@
   wrong. A gating test that failed fails the gate.
 * A test that raised anything else is **broken**: the harness, not the product, went wrong.
   A broken gating test makes the gate **inconclusive**; it never triggers a rollback.
+  :class:`BackendError` is that case named: a system the harness runs or asks about the target
+  (Prometheus, Alertmanager, Sentry, Loki, the browser, Locust, the local platform's set-up)
+  failed, and the verdict says which and how. It is never an AssertionError, and a back end's
+  client wraps its transport errors into it, so they never reach a check as a bare
+  ``httpx.TransportError`` (which counts as the *target* not answering).
 * A gate with no gating test executed is **inconclusive**, never passed.
 """
 
@@ -36,12 +41,55 @@ PROP_ATTEMPTS = "postdeploy_attempts"
 PROP_FIRST_FAILURE = "postdeploy_first_failure"
 #: A canary judgement of the test (``postdeploy.performance.judge.Judgement.to_dict``).
 PROP_CANARY = "postdeploy_canary"
+#: The back end that failed a broken test, ``"system: how"`` (:class:`BackendError`).
+PROP_BACKEND = "postdeploy_backend"
 #: Longest failure message kept in the verdict.
 MAX_MESSAGE = 2000
 
 
 class TargetUnreachable(Exception):
     """The target did not answer at all; a product failure, reported once and fast."""
+
+
+#: How a back end failed (:attr:`BackendError.how`).
+UNREACHABLE = "unreachable"
+TIMEOUT = "timeout"
+REFUSED = "refused the credentials"
+SERVER_ERROR = "server error"
+HTTP_ERROR = "HTTP error"
+UNPARSEABLE = "unparseable answer"
+MISCONFIGURED = "misconfigured"
+SETUP_FAILED = "set-up failed"
+#: First status of the server-error range.
+FIRST_SERVER_ERROR = 500
+REFUSED_STATUSES = (401, 403)
+
+
+class BackendError(Exception):
+    """A system the harness asks about the target, or runs itself, failed: the check is
+    *broken* (the gate inconclusive, never a rollback), and the verdict names ``system`` and
+    ``how`` (one of the constants above). Never an AssertionError."""
+
+    def __init__(self, message: str, *, system: str, how: str) -> None:
+        super().__init__(message)
+        self.system = system
+        self.how = how
+
+    def label(self) -> str:
+        """``"Prometheus: unreachable"``: which system failed and how."""
+        return f"{self.system}: {self.how}"
+
+
+def http_failure(status: int) -> str:
+    """How a back end failed from its HTTP status (401/403, 5xx, any other)."""
+    if status in REFUSED_STATUSES:
+        return REFUSED
+    return SERVER_ERROR if status >= FIRST_SERVER_ERROR else HTTP_ERROR
+
+
+def transport_failure(exc: BaseException) -> str:
+    """How a back end failed from an httpx transport error: timeout or unreachable."""
+    return TIMEOUT if isinstance(exc, httpx.TimeoutException) else UNREACHABLE
 
 
 class Outcome(StrEnum):
@@ -66,14 +114,24 @@ PRODUCT_FAILURES: tuple[type[BaseException], ...] = (
 
 
 def classify(excinfo: pytest.ExceptionInfo[BaseException]) -> Outcome:
-    """failed for assertion-like and transport failures, broken for anything else."""
+    """failed for assertion-like and transport failures, broken for anything else (always
+    for a :class:`BackendError`, whatever it wraps)."""
     import pytest
 
+    if excinfo.errisinstance(BackendError):
+        return Outcome.BROKEN
     if excinfo.errisinstance(PRODUCT_FAILURES) or excinfo.errisinstance(pytest.fail.Exception):
         return Outcome.FAILED
     if excinfo.errisinstance(pytest.skip.Exception):
         return Outcome.SKIPPED
     return Outcome.BROKEN
+
+
+def backend_of(excinfo: pytest.ExceptionInfo[BaseException] | None) -> str:
+    """``"system: how"`` when the exception is a :class:`BackendError`, else empty."""
+    if excinfo is not None and isinstance(excinfo.value, BackendError):
+        return excinfo.value.label()
+    return ""
 
 
 def failure_message(report: TestReport) -> str:
@@ -91,15 +149,20 @@ class Failure:
     gating: bool
     phase: str
     message: str
+    #: for a broken check, the back end that failed and how (``"Prometheus: unreachable"``)
+    backend: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "test": self.test,
             "kind": str(self.kind),
             "gating": self.gating,
             "phase": self.phase,
             "message": self.message,
         }
+        if self.backend:
+            data["backend"] = self.backend
+        return data
 
 
 @dataclass
@@ -128,6 +191,7 @@ class TargetResults:
         category: str = "",
         phase: str = "call",
         message: str = "",
+        backend: str = "",
     ) -> None:
         """Merge one phase's outcome: failed beats broken beats skipped beats passed."""
         rank = [Outcome.PASSED, Outcome.SKIPPED, Outcome.BROKEN, Outcome.FAILED]
@@ -139,7 +203,9 @@ class TargetResults:
         if category:
             self.categories[nodeid] = category
         if outcome in (Outcome.FAILED, Outcome.BROKEN):
-            self.failures.append(Failure(nodeid, outcome, gating, phase, message[:MAX_MESSAGE]))
+            self.failures.append(
+                Failure(nodeid, outcome, gating, phase, message[:MAX_MESSAGE], backend)
+            )
 
     def note_quarantined(self, nodeid: str, entry: str) -> None:
         self.quarantined[nodeid] = entry
@@ -167,6 +233,15 @@ class TargetResults:
     def gate_failed(self) -> bool:
         return any(f.gating and f.kind is Outcome.FAILED for f in self.failures)
 
+    def backends(self, *, gating: bool = False) -> list[str]:
+        """The back ends that failed (``"Prometheus: unreachable"``), each once, in order."""
+        seen = [f.backend for f in self.failures if f.backend and (f.gating or not gating)]
+        return list(dict.fromkeys(seen))
+
+    def _backends_note(self, *, gating: bool) -> str:
+        failed = self.backends(gating=gating)
+        return f" ({'; '.join(failed)})" if failed else ""
+
     def verdict(self) -> tuple[Gate, str]:
         """The gate and one sentence saying why."""
         gating = self.counts(only_gating=True)
@@ -175,8 +250,8 @@ class TargetResults:
             return Gate.FAILED, f"{len(names)} gating check(s) failed: {', '.join(names[:5])}"
         if gating["broken"]:
             return Gate.INCONCLUSIVE, (
-                f"{gating['broken']} gating check(s) broke inside the harness; "
-                "the target was not judged"
+                f"{gating['broken']} gating check(s) broke inside the harness"
+                f"{self._backends_note(gating=True)}; the target was not judged"
             )
         if not gating["passed"]:
             why = (

@@ -16,12 +16,14 @@ import pytest
 
 from postdeploy.config import DEFAULT_TARGETS_FILE, ConfigError, load_targets
 from postdeploy.gate import (
+    PROP_BACKEND,
     PROP_CATEGORY,
     PROP_GATING,
     PROP_KIND,
     PROP_TARGET,
     PROP_VERSION,
     Outcome,
+    backend_of,
     classify,
 )
 from postdeploy.performance.load import load_profile_option, load_workers_option
@@ -357,6 +359,9 @@ def pytest_runtest_makereport(
         (PROP_KIND, str(kind)),
         (PROP_VERSION, settings.serving_versions.get(name, "")),
     ]
+    backend = backend_of(call.excinfo) if report.failed else ""
+    if backend:
+        report.user_properties.append((PROP_BACKEND, backend))
     if report.failed:
         from postdeploy.reporting.attachments import attach_exchanges
 

@@ -11,9 +11,13 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 REDACTED = "[REDACTED]"
+#: A secret's part shorter than this is not scrubbed on its own (too likely to match by chance).
+MIN_PART_LENGTH = 6
+#: A path segment at least this long, with letters and digits both, is taken for a token.
+TOKEN_SEGMENT_LENGTH = 12
 
 #: Header names whose values are always secret (compared lower-case).
 SECRET_HEADERS = frozenset(
@@ -123,6 +127,41 @@ def redact_body(body: str, content_type: str = "") -> str:
         pairs = parse_qsl(body, keep_blank_values=True)
         return urlencode([(k, REDACTED if is_secret_key(k) else v) for k, v in pairs])
     return redact_text(body)
+
+
+def secret_parts(value: str) -> list[str]:
+    """``value`` and, when it is a URL, each part of it that is a secret of its own: the
+    userinfo (``user:TOKEN``) and its password, query values, and path segments that look like
+    tokens (a Slack webhook's ``T0/B0/xyz``). A message that prints a part of a secret - a
+    host with its userinfo, one segment of a webhook path - then still loses it. Parts shorter
+    than :data:`MIN_PART_LENGTH` are left out."""
+    parts = [value]
+    split = urlsplit(value) if "://" in value else None
+    if split is not None and split.netloc:
+        if "@" in split.netloc:
+            userinfo = split.netloc.rsplit("@", 1)[0]
+            parts += [userinfo, unquote(userinfo)]
+            if split.password:
+                parts += [split.password, unquote(split.password)]
+        parts += [v for _, v in parse_qsl(split.query, keep_blank_values=True)]
+        parts += [s for s in split.path.split("/") if _looks_like_token(s)]
+    return [p for p in dict.fromkeys(parts) if len(p) >= MIN_PART_LENGTH]
+
+
+def _looks_like_token(segment: str) -> bool:
+    return (
+        len(segment) >= TOKEN_SEGMENT_LENGTH
+        and any(c.isdigit() for c in segment)
+        and any(c.isalpha() for c in segment)
+    )
+
+
+def public_host(url: str) -> str:
+    """Where ``url`` points - host and port - never its userinfo; for messages."""
+    parts = urlsplit(url)
+    if not parts.netloc:
+        return "an invalid URL"
+    return parts.netloc.rsplit("@", 1)[-1]
 
 
 def redact_url(url: str) -> str:

@@ -16,6 +16,7 @@ import pytest
 
 from postdeploy.gate import (
     PROP_ATTEMPTS,
+    PROP_BACKEND,
     PROP_CANARY,
     PROP_CATEGORY,
     PROP_FIRST_FAILURE,
@@ -169,6 +170,7 @@ class ValidationRun:
             category=props.get(PROP_CATEGORY, ""),
             phase=report.when,
             message=failure_message(report) if kind in (Outcome.FAILED, Outcome.BROKEN) else "",
+            backend=str(props.get(PROP_BACKEND, "")),
         )
         checks = self.controller.gating_checks.setdefault(name, [])
         if props.get(PROP_GATING) and report.nodeid not in checks:

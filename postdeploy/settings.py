@@ -40,16 +40,18 @@ def known_secrets(targets: Iterable[Target]) -> tuple[str, ...]:
     """The secret values these targets name (``Target.secret_values``), long enough that
     scrubbing them from whole files cannot hit ordinary text by chance; longest first, so a
     secret containing another one is replaced whole."""
+    from postdeploy.redact import secret_parts
+
     found: set[str] = set()
     for target in targets:
         passwords = {
             urlsplit(url).password for url in (target.url, target.http_url) if url
         }  # a URL's password may be shorter than an environment secret
-        found.update(
-            value
-            for value in target.secret_values()
-            if len(value) >= (MIN_SECRET_LENGTH // 2 if value in passwords else MIN_SECRET_LENGTH)
-        )
+        for value in target.secret_values():
+            if len(value) < (MIN_SECRET_LENGTH // 2 if value in passwords else MIN_SECRET_LENGTH):
+                continue
+            # and its parts: a message printing a URL's userinfo or one path token loses it
+            found.update(secret_parts(value) if "://" in value else [value])
     return tuple(sorted(found, key=len, reverse=True))
 
 

@@ -30,8 +30,16 @@ REPO = Path(__file__).resolve().parents[1]
 SUITE_RUN_TIMEOUT_S = 300
 
 
+#: A check's outcome across its cases: a later one in this list wins.
+OUTCOME_RANK = ("passed", "skipped", "broken", "failed")
+
+
 @dataclass
 class SuiteRun:
+    """One run of the suites: ``outcomes`` maps each check (function name, any target or
+    parameter) to ``passed``, ``skipped``, ``broken`` or ``failed`` - failed only for an
+    assertion about the target, broken for anything else (the verdict's kind per failure)."""
+
     returncode: int
     output: str
     verdict: dict
@@ -43,25 +51,67 @@ class SuiteRun:
     def failed(self) -> set[str]:
         return {name for name, outcome in self.outcomes.items() if outcome == "failed"}
 
+    def broken(self) -> set[str]:
+        return {name for name, outcome in self.outcomes.items() if outcome == "broken"}
+
     def passed(self) -> set[str]:
         return {name for name, outcome in self.outcomes.items() if outcome == "passed"}
 
+    def messages(self, check: str) -> list[str]:
+        """The verdict's failure messages of ``check`` (every target, case and phase)."""
+        return [
+            failure["message"]
+            for entry in self.verdict.get("targets", {}).values()
+            for failure in entry.get("failures", [])
+            if check_name(failure["test"]) == check
+        ]
 
-def _outcomes(junit: Path) -> dict[str, str]:
+
+    def assert_caught(self, caught_by: dict[str, str]) -> None:
+        """Each check *failed* (an assertion, not broken) with ``words`` in its message:
+        it failed for the defect, not for anything else."""
+        for check, words in caught_by.items():
+            outcome = self.outcomes.get(check)
+            assert outcome == "failed", (
+                f"{check} is {outcome}, not failed\n{self.messages(check)}\n{self.output[-3000:]}"
+            )
+            text = "\n".join(self.messages(check))
+            assert words in text, f"{check} failed, but not naming {words!r}:\n{text[:2000]}"
+
+
+def check_name(nodeid_or_name: str) -> str:
+    """``suites/x/test_y.py::test_z[local-a]`` -> ``test_z``."""
+    return nodeid_or_name.rsplit("::", 1)[-1].split("[")[0]
+
+
+def _worse(current: str | None, outcome: str) -> str:
+    if current is None or OUTCOME_RANK.index(outcome) > OUTCOME_RANK.index(current):
+        return outcome
+    return current
+
+
+def _outcomes(junit: Path, verdict: dict) -> dict[str, str]:
+    """Each check's outcome: junit says whether it passed; the verdict says whether a case
+    that did not pass *failed* (an assertion about the target) or *broke* (anything else)."""
+    kinds: dict[str, str] = {}
+    for entry in verdict.get("targets", {}).values():
+        for failure in entry.get("failures", []):
+            name = check_name(failure["test"])
+            kinds[name] = _worse(kinds.get(name), failure["kind"])
     outcomes: dict[str, str] = {}
     if not junit.exists():
         return outcomes
     for case in ET.parse(junit).getroot().iter("testcase"):
-        name = case.get("name", "").split("[")[0]
+        name = check_name(case.get("name", ""))
         outcome = "passed"
         for child in case:
             if child.tag in ("failure", "error"):
-                outcome = "failed"
-            elif child.tag == "skipped" and outcome == "passed":
-                outcome = "skipped"
-        # a parametrized test counts as failed if any of its cases failed
-        if outcomes.get(name) != "failed":
-            outcomes[name] = outcome
+                # no verdict entry (a test of no target): an error outside the call is broken
+                fallback = "failed" if child.tag == "failure" else "broken"
+                outcome = _worse(outcome, kinds.get(name, fallback))
+            elif child.tag == "skipped":
+                outcome = _worse(outcome, "skipped")
+        outcomes[name] = _worse(outcomes.get(name), outcome)
     return outcomes
 
 
@@ -108,7 +158,10 @@ class LocalEnv:
         verdict_file = reports / "verdict.json"
         verdict = json.loads(verdict_file.read_text()) if verdict_file.exists() else {}
         return SuiteRun(
-            done.returncode, done.stdout + done.stderr, verdict, _outcomes(reports / "junit.xml")
+            done.returncode,
+            done.stdout + done.stderr,
+            verdict,
+            _outcomes(reports / "junit.xml", verdict),
         )
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:

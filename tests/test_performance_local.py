@@ -131,7 +131,9 @@ def test_each_fault_is_caught_by_its_check(local_env, fault, monkeypatch):
     passed = {name for name, outcome in outcomes.items() if outcome == "passed"}
     assert must_fail <= failed, f"not caught: {must_fail - failed}\n{run.output[-4000:]}"
     assert must_pass <= passed, f"collateral: {must_pass - passed}\n{run.output[-4000:]}"
+    kinds = {f["test"].rsplit("::", 1)[-1]: f["kind"] for f in run.target()["failures"]}
     for name in must_fail:
+        assert kinds.get(name) == "failed", f"{name} is {kinds.get(name)}, not failed"
         text = message(local_env, name)
         for word in words:
             assert word in text, f"{name}: {word!r} not in the failure message:\n{text[:2000]}"

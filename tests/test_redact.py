@@ -84,3 +84,43 @@ def test_json_secret_fields_quoted_in_free_text_are_removed():
     assert "opaque-123456" not in redacted
     assert '"token_type": "bearer"' in redacted
     assert "a@b.c" in redacted
+
+
+def test_a_url_secret_is_known_by_its_parts():
+    from postdeploy.redact import secret_parts
+
+    url = "https://hookuser:H00kTokenValue@hooks.example:8443/p/T0ABC/Bx9sLk3mQ2vT7pZ?sig=S1gValue42"
+
+    parts = secret_parts(url)
+
+    assert url in parts
+    assert "hookuser:H00kTokenValue" in parts  # the userinfo, as a host message would print it
+    assert "H00kTokenValue" in parts
+    assert "S1gValue42" in parts  # a query value
+    assert "Bx9sLk3mQ2vT7pZ" in parts  # a path segment that looks like a token
+    assert "hooks.example:8443" not in parts
+    assert "T0ABC" not in parts  # short, or no token shape: ordinary text stays
+    assert secret_parts("plain-routing-key-123") == ["plain-routing-key-123"]
+
+
+def test_a_host_for_messages_never_has_userinfo():
+    from postdeploy.redact import public_host
+
+    assert public_host("https://user:TOKEN@host.example:8443/x") == "host.example:8443"
+    assert public_host("http://127.0.0.1:9/") == "127.0.0.1:9"
+    assert public_host("not a url") == "an invalid URL"
+
+
+def test_the_run_s_secrets_include_each_url_secret_s_parts(monkeypatch):
+    from postdeploy.config import DEFAULT_TARGETS_FILE, load_targets
+    from postdeploy.settings import known_secrets
+
+    monkeypatch.setenv("SELFTEST_HOOK", "https://u:Wh00kPassw0rd@h.example/x/AbCdEf123456789")
+    environ = {"POSTDEPLOY_LOCAL_NOTIFY_WEBHOOK_URL_ENV": "SELFTEST_HOOK"}
+    local = load_targets(DEFAULT_TARGETS_FILE, environ=environ).targets["local"]
+
+    found = known_secrets([local])
+
+    assert {"u:Wh00kPassw0rd", "Wh00kPassw0rd", "AbCdEf123456789"} <= set(found)
+    message = "webhook: could not reach u:Wh00kPassw0rd@h.example (ConnectError)"
+    assert "Wh00kPassw0rd" not in redact_text(message, found)

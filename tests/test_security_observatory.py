@@ -238,3 +238,16 @@ def test_cookie_problems_list_every_missing_attribute():
     ]
     assert obs.cookie_problems("theme=dark; Secure; SameSite=None") == []
     assert obs.cookie_problems(GOOD_COOKIE) == []
+
+
+def test_httponly_applies_to_the_contract_s_session_cookie_by_name_and_to_auth_routes():
+    # a session cookie whose name gives no hint is still the contract's session cookie
+    assert obs.cookie_problems("auth=t; Secure; SameSite=Lax") == []
+    assert obs.cookie_problems("auth=t; Secure; SameSite=Lax", session_cookie="auth") == [
+        "session cookie 'auth' lacks HttpOnly"
+    ]
+    # any cookie an auth route sets carries the login, whatever its name
+    assert obs.cookie_problems("id=1; Secure; SameSite=Lax", from_auth_route=True) == [
+        "cookie set by an auth route 'id' lacks HttpOnly"
+    ]
+    assert obs.cookie_problems("id=1; Secure; HttpOnly; SameSite=Lax", from_auth_route=True) == []

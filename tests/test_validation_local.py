@@ -9,19 +9,21 @@ import pytest
 
 CORE = ("suites/functional", "suites/monitoring/test_health.py")
 
-#: fault -> (checks that must fail, checks that must still pass)
+#: fault -> ({check that must fail: words its failure message must hold}, checks that must pass)
 LOGIN = "test_login_returns_a_bearer_token_and_a_session_cookie"
-FAULTS = {
+LOGIN_401 = "POST /api/auth/login, got 401"
+FAULTS: dict[str, tuple[dict[str, str], set[str]]] = {
     "health_down": (
         {
-            "test_health_endpoint_reports_healthy",
-            "test_every_dependency_check_is_healthy",
-            "test_health_check_pass_rate",
+            "test_health_endpoint_reports_healthy": "GET /api/health, got 503",
+            "test_every_dependency_check_is_healthy": "unhealthy dependencies: {'database'",
+            "test_health_check_pass_rate": "0 of 5 health probes passed",
         },
         {"test_learning_content_is_delivered", LOGIN},
     ),
     "login_broken": (
-        {LOGIN, "test_user_registration_completes", "test_logout_revokes_the_session"},
+        {LOGIN: LOGIN_401, "test_user_registration_completes": LOGIN_401,
+         "test_logout_revokes_the_session": LOGIN_401},
         {
             "test_health_endpoint_reports_healthy",
             "test_learning_content_is_delivered",
@@ -29,7 +31,8 @@ FAULTS = {
         },
     ),
     "progress_not_persisted": (
-        {"test_a_learning_session_is_recorded_and_progress_reflects_it"},
+        {"test_a_learning_session_is_recorded_and_progress_reflects_it":
+            "progress did not count the new session"},
         {
             "test_health_endpoint_reports_healthy",
             "test_logout_revokes_the_session",
@@ -37,46 +40,62 @@ FAULTS = {
         },
     ),
     "wrong_version": (
-        {"test_health_reports_the_expected_version"},
+        {"test_health_reports_the_expected_version": "version '1.1.0-stale' is serving"},
         {"test_health_endpoint_reports_healthy", "test_learning_content_is_delivered"},
     ),
     "health_flaky": (
-        {"test_health_check_pass_rate"},
+        {"test_health_check_pass_rate": "of 5 health probes passed"},
         {LOGIN, "test_learning_content_is_delivered"},
     ),
     "duplicate_email_allowed": (
-        {"test_registering_an_existing_email_is_refused"},
+        {"test_registering_an_existing_email_is_refused":
+            "expected HTTP 409 from POST /api/auth/register, got 201"},
         {LOGIN, "test_user_registration_completes"},
     ),
-    "wrong_password_accepted": ({"test_wrong_password_is_refused"}, {LOGIN}),
-    "logout_not_revoking": ({"test_logout_revokes_the_session"}, {LOGIN}),
+    "wrong_password_accepted": (
+        {"test_wrong_password_is_refused": "expected HTTP 401 from POST /api/auth/login, got 200"},
+        {LOGIN},
+    ),
+    "logout_not_revoking": (
+        {"test_logout_revokes_the_session": "expected HTTP 401 from GET /api/auth/me, got 200"},
+        {LOGIN},
+    ),
     "content_missing": (
         {
-            "test_learning_content_is_delivered",
-            "test_a_single_lesson_is_delivered_by_id",
-            "test_api_route_responds_as_documented",
+            "test_learning_content_is_delivered": "delivered no lessons",
+            "test_a_single_lesson_is_delivered_by_id": "delivered no lessons",
+            "test_api_route_responds_as_documented": "GET /api/learning/content/1, got 404",
         },
         {LOGIN, "test_health_endpoint_reports_healthy"},
     ),
     "dangling_sessions": (
-        {"test_a_session_for_unknown_content_is_refused"},
+        {"test_a_session_for_unknown_content_is_refused":
+            "expected HTTP 404 from POST /api/learning/session, got 500"},
         {"test_a_learning_session_is_recorded_and_progress_reflects_it"},
     ),
     "profile_not_persisted": (
-        {"test_the_learning_profile_round_trips", "test_a_write_is_read_back_from_the_database"},
+        {"test_the_learning_profile_round_trips": "the profile was not stored",
+         "test_a_write_is_read_back_from_the_database": "read back None"},
         {"test_a_learning_session_is_recorded_and_progress_reflects_it"},
     ),
-    "account_delete_noop": ({"test_a_deleted_account_is_gone"}, {LOGIN}),
+    "account_delete_noop": (
+        {"test_a_deleted_account_is_gone": "the deleted account still logs in"}, {LOGIN}
+    ),
     "validation_errors_500": (
-        {"test_invalid_registration_is_rejected", "test_an_unknown_learning_style_is_rejected"},
+        {"test_invalid_registration_is_rejected": "POST /api/auth/register, got 500",
+         "test_an_unknown_learning_style_is_rejected": "PUT /api/learning/profile, got 500"},
         {LOGIN, "test_the_learning_profile_round_trips"},
     ),
-    "pages_broken": ({"test_html_page_is_served"}, {LOGIN, "test_learning_content_is_delivered"}),
+    "pages_broken": (
+        {"test_html_page_is_served": "expected HTTP 200 from GET /, got 500"},
+        {LOGIN, "test_learning_content_is_delivered"},
+    ),
     "plain_404": (
-        {"test_an_unknown_route_answers_a_json_404"},
+        {"test_an_unknown_route_answers_a_json_404":
+            "expected a JSON body from GET /api/does-not-exist"},
         {"test_an_unknown_lesson_is_not_found", LOGIN},
     ),
-}
+}  # fmt: skip
 
 
 def test_a_healthy_release_passes_every_check(local_env):
@@ -85,17 +104,18 @@ def test_a_healthy_release_passes_every_check(local_env):
     assert run.returncode == 0, run.output[-3000:]
     assert run.target()["gate"] == "passed"
     assert not run.failed()
+    assert not run.broken(), run.target()["failures"]
     assert run.target()["serving_version"] == "1.0.0"
 
 
 @pytest.mark.parametrize("fault", sorted(FAULTS))
 def test_each_fault_is_caught_by_its_check(local_env, fault):
-    must_fail, must_pass = FAULTS[fault]
+    caught_by, must_pass = FAULTS[fault]
+    must_fail = set(caught_by)
     local_env.platform.deploy("1.1.0", [fault])
     selected = " or ".join(sorted(must_fail | must_pass))
     run = local_env.run("--expect-version", "1.1.0", "-k", selected, suites=CORE)
-    missed = must_fail - run.failed()
-    assert not missed, f"not caught: {missed}\n{run.output[-3000:]}"
+    run.assert_caught(caught_by)
     assert must_pass <= run.passed(), f"collateral: {must_pass - run.passed()}"
     assert run.returncode == 1
     gating_failed = any(f["gating"] and f["kind"] == "failed" for f in run.target()["failures"])

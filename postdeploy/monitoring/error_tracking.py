@@ -10,8 +10,11 @@ read page by page and matched on their ``tags``.
 With no ``monitoring.sentry_api_url``, the API is the one the target's platform runs beside
 the deployment, as its driver reports it (``services().sentry()``): for the local platform, the
 local Sentry stand-in it starts with each deployment (``postdeploy.local.sentry_standin``).
-Failures are :class:`ErrorTrackingError` (an assertion failure) naming Sentry, the URL and the
-request - never the token.
+When Sentry's API itself fails (unreachable, a timeout, a refused token, a 5xx, an answer that
+is not a list of events) or the settings are incomplete, :class:`ErrorTrackingError` names
+Sentry, the URL and the request - never the token; it is a
+:class:`~postdeploy.gate.BackendError`, so the check is *broken*, never failed. Only "the event
+never arrived" (:class:`ErrorNotTracked`, an assertion) fails the check: that is the target's.
 """
 
 from __future__ import annotations
@@ -25,6 +28,15 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from postdeploy.gate import (
+    MISCONFIGURED,
+    TIMEOUT,
+    UNPARSEABLE,
+    BackendError,
+    http_failure,
+    transport_failure,
+)
+
 if TYPE_CHECKING:
     from postdeploy.config import Target
     from postdeploy.rollback.base import PlatformServices
@@ -35,10 +47,20 @@ POLL_INTERVAL_S = 0.5
 #: Margin added to the events window, for clock skew between the harness and Sentry.
 WINDOW_MARGIN_S = 120
 QUOTE_CHARS = 300
+#: The system named when Sentry's API fails (the verdict's ``backend``).
+SYSTEM = "Sentry API"
 
 
-class ErrorTrackingError(AssertionError):
-    """Error tracking could not be confirmed; the message says where and why."""
+class ErrorTrackingError(BackendError):
+    """Sentry's API could not be asked (``how``: unreachable, timeout, refused, server error,
+    unparseable, misconfigured); the message says where and why. The check is broken."""
+
+    def __init__(self, message: str, how: str) -> None:
+        super().__init__(message, system=SYSTEM, how=how)
+
+
+class ErrorNotTracked(AssertionError):
+    """Sentry answered, and the deployment's error is not there: the check fails."""
 
 
 @dataclass(frozen=True)
@@ -71,12 +93,14 @@ def sentry_project(target: Target) -> SentryProject | None:
         if not (settings.sentry_org and settings.sentry_project):
             raise ErrorTrackingError(
                 f"target {target.name!r}: monitoring.sentry_api_url is set but sentry_org "
-                "and sentry_project are not; set both in targets.toml"
+                "and sentry_project are not; set both in targets.toml",
+                MISCONFIGURED,
             )
         if not token:
             raise ErrorTrackingError(
                 f"target {target.name!r}: no Sentry token: set ${env_name or 'SENTRY_AUTH_TOKEN'}"
-                " (monitoring.sentry_token_env) to a token with the project:read scope"
+                " (monitoring.sentry_token_env) to a token with the project:read scope",
+                MISCONFIGURED,
             )
         return SentryProject(
             settings.sentry_api_url.rstrip("/"),
@@ -93,7 +117,7 @@ def sentry_project(target: Target) -> SentryProject | None:
     try:
         endpoint = services.sentry()
     except DriverError as exc:
-        raise ErrorTrackingError(f"target {target.name!r}: {exc}") from None
+        raise ErrorTrackingError(f"target {target.name!r}: {exc}", MISCONFIGURED) from None
     if endpoint is None:
         return None
     return SentryProject(
@@ -145,27 +169,32 @@ class SentryAPI:
         except httpx.TimeoutException:
             raise ErrorTrackingError(
                 f"{where} did not answer within {self._client.timeout.read} s "
-                "(monitoring.query_timeout_s)"
+                "(monitoring.query_timeout_s)",
+                TIMEOUT,
             ) from None
         except httpx.TransportError as exc:
             raise ErrorTrackingError(
                 f"{where}: Sentry is unreachable ({type(exc).__name__}: {exc}); check "
-                "monitoring.sentry_api_url"
+                "monitoring.sentry_api_url",
+                transport_failure(exc),
             ) from None
         if response.status_code in (401, 403):
             raise ErrorTrackingError(
                 f"{where} refused the token from {self.project.token_source} "
                 f"(HTTP {response.status_code}: {_detail(response)}); use a valid token "
-                "with the project:read scope"
+                "with the project:read scope",
+                http_failure(response.status_code),
             )
         if response.status_code == 404:
             raise ErrorTrackingError(
                 f"{where} answered 404: no project {self.project.org}/{self.project.project}; "
-                "check monitoring.sentry_org and monitoring.sentry_project"
+                "check monitoring.sentry_org and monitoring.sentry_project",
+                MISCONFIGURED,
             )
         if response.status_code != 200:
             raise ErrorTrackingError(
-                f"{where} answered HTTP {response.status_code}: {_detail(response)}"
+                f"{where} answered HTTP {response.status_code}: {_detail(response)}",
+                http_failure(response.status_code),
             )
         return response
 
@@ -183,7 +212,8 @@ class SentryAPI:
             if not isinstance(page, list):
                 raise ErrorTrackingError(
                     f"{self.project.describe()}: GET {self.project.events_path} did not answer "
-                    f"a JSON list of events: {response.text[:QUOTE_CHARS]}"
+                    f"a JSON list of events: {response.text[:QUOTE_CHARS]}",
+                    UNPARSEABLE,
                 )
             yield from (event for event in page if isinstance(event, dict))
             following = response.links.get("next", {})
@@ -231,7 +261,7 @@ def wait_for_event(
         if time.monotonic() >= deadline:
             break
         time.sleep(POLL_INTERVAL_S)
-    raise ErrorTrackingError(
+    raise ErrorNotTracked(
         f"no event tagged {key}={value} arrived in {api.project.describe()} within "
         f"{timeout_s:g} s ({attempts} reads of GET {api.project.events_path}): the deployment's "
         "error tracking is off or not reporting (is a DSN configured and used?)"

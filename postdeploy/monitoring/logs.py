@@ -9,8 +9,11 @@ Two sources, chosen per target:
 
 :func:`wait_for_line` polls a source until a line holds the needle (a unique request id) or
 the time runs out; "no log lines at all" and "lines, but not this one" are failures with
-messages of their own (:class:`LogCollectionError`, an assertion failure). A driver that
-cannot read the platform's logs raises :class:`LogSourceError`: the check is then broken.
+messages of their own (:class:`LogsMissing`, an assertion failure: the target's). A source
+that cannot be read - Loki unreachable, timing out, refusing the token, a 5xx or an answer
+that is not streams (:class:`LogCollectionError`), a driver that cannot read the platform's
+logs (:class:`LogSourceError`) - is a :class:`~postdeploy.gate.BackendError`: the check is
+then broken, never failed.
 """
 
 from __future__ import annotations
@@ -24,6 +27,15 @@ from typing import TYPE_CHECKING, Protocol
 
 import httpx
 
+from postdeploy.gate import (
+    TIMEOUT,
+    UNPARSEABLE,
+    UNREACHABLE,
+    BackendError,
+    http_failure,
+    transport_failure,
+)
+
 if TYPE_CHECKING:
     from postdeploy.config import Target
 
@@ -35,13 +47,28 @@ QUOTE_CHARS = 300
 NANOSECONDS = 1_000_000_000
 
 
-class LogCollectionError(AssertionError):
-    """The logs could not be read, or did not hold what was looked for."""
+#: The system named when Loki fails (the verdict's ``backend``).
+LOKI = "Loki"
 
 
-class LogSourceError(Exception):
+class LogCollectionError(BackendError):
+    """Loki could not be read (``how``: unreachable, timeout, refused, server error,
+    unparseable): the harness's side, so the check is *broken*."""
+
+    def __init__(self, message: str, how: str) -> None:
+        super().__init__(message, system=LOKI, how=how)
+
+
+class LogSourceError(BackendError):
     """The platform could not be asked for its logs (refused, unreachable, not configured): the
     harness's side, so the check is *broken* (the gate inconclusive), never failed."""
+
+    def __init__(self, message: str, platform: str, how: str = UNREACHABLE) -> None:
+        super().__init__(message, system=f"{platform} logs API", how=how)
+
+
+class LogsMissing(AssertionError):
+    """The logs were read, and the deployment's line is not there: the check fails."""
 
 
 class LogSource(Protocol):
@@ -69,7 +96,9 @@ class DriverLogs:
         try:
             return list(driver_for(self.target).logs(self.limit))
         except DriverError as exc:
-            raise LogSourceError(f"reading {self.describe()} failed: {exc}") from None
+            raise LogSourceError(
+                f"reading {self.describe()} failed: {exc}", self.target.platform
+            ) from None
 
 
 @dataclass
@@ -119,24 +148,34 @@ class LokiLogs:
             response = self.client().get(path, params=params)
         except httpx.TimeoutException:
             raise LogCollectionError(
-                f"{where} did not answer within {self.timeout_s:g} s"
+                f"{where} did not answer within {self.timeout_s:g} s", TIMEOUT
             ) from None
         except httpx.TransportError as exc:
             raise LogCollectionError(
                 f"{where}: Loki is unreachable ({type(exc).__name__}: {exc}); check "
-                "monitoring.loki_url"
+                "monitoring.loki_url",
+                transport_failure(exc),
             ) from None
+        if response.status_code != 200:
+            raise LogCollectionError(
+                f"{where} answered HTTP {response.status_code}: {response.text[:QUOTE_CHARS]}",
+                http_failure(response.status_code),
+            )
         try:
             body = response.json()
         except ValueError:
             body = None
-        if response.status_code != 200 or not isinstance(body, dict):
+        data = body.get("data") if isinstance(body, dict) else None
+        if (
+            not isinstance(body, dict)
+            or not isinstance(data, dict)
+            or body.get("status") != "success"
+            or data.get("resultType") != "streams"
+        ):
             raise LogCollectionError(
-                f"{where} answered HTTP {response.status_code}: {response.text[:QUOTE_CHARS]}"
+                f"{where} did not answer streams: {str(body or response.text)[:QUOTE_CHARS]}",
+                UNPARSEABLE,
             )
-        data = body.get("data") or {}
-        if body.get("status") != "success" or data.get("resultType") != "streams":
-            raise LogCollectionError(f"{where} did not answer streams: {str(body)[:QUOTE_CHARS]}")
         return [
             str(value[1])
             for stream in data.get("result") or []
@@ -176,11 +215,11 @@ def wait_for_line(source: LogSource, needle: str, timeout_s: float, since: float
             break
         time.sleep(POLL_INTERVAL_S)
     if not seen and not isinstance(source, LokiLogs):
-        raise LogCollectionError(
+        raise LogsMissing(
             f"no data: {source.describe()} returned no log lines at all within {timeout_s:g} s; "
             "logs are not being collected"
         )
-    raise LogCollectionError(
+    raise LogsMissing(
         f"{needle!r} did not appear in {source.describe()} within {timeout_s:g} s "
         f"({seen} lines read at most): the request's log line was not collected"
     )

@@ -2,9 +2,12 @@
 
 * :class:`PrometheusAPI` asks a Prometheus server about targets, alerting rules, alerts and
   queries through its documented HTTP API (``/api/v1/...``), every call with a bounded
-  timeout. Anything that goes wrong - unreachable, an HTTP error, a query error, an empty
-  result where data was needed - raises :class:`PrometheusError` naming the server and the
-  query; it is an assertion failure, so it fails the check instead of breaking the run.
+  timeout. When Prometheus itself goes wrong - unreachable, a timeout, a refused token, an
+  HTTP or query error, an answer that is not the API's - it raises :class:`PrometheusError`
+  naming the server and the query: a :class:`~postdeploy.gate.BackendError`, so the check is
+  *broken* and the gate inconclusive - a monitoring outage never rolls a release back. What
+  Prometheus answers *about the target* - no such series, counters that do not move - is
+  :class:`MetricsGap`, an assertion failure: the check fails.
 * :func:`parse_exposition` reads ``/metrics`` with prometheus_client's parser.
 
 The real Prometheus the local platform runs for a local target lives in
@@ -21,6 +24,17 @@ from typing import Any
 
 import httpx
 
+from postdeploy.gate import (
+    MISCONFIGURED,
+    TIMEOUT,
+    UNPARSEABLE,
+    BackendError,
+    http_failure,
+    transport_failure,
+)
+
+#: The system named when Prometheus fails (the verdict's ``backend``).
+SYSTEM = "Prometheus"
 READY_PROBE_TIMEOUT_S = 0.5
 #: How often a wait asks Prometheus again.
 SCRAPE_POLL_S = 0.25
@@ -34,8 +48,17 @@ DURATION_UNITS = {"ms": 0.001, "y": 31536000.0, "w": 604800.0, "d": 86400.0, "h"
 QUOTE_CHARS = 300
 
 
-class PrometheusError(AssertionError):
-    """Prometheus could not confirm something; the message names the server and the query."""
+class PrometheusError(BackendError):
+    """Prometheus itself failed (``how``: unreachable, timeout, refused, server error,
+    unparseable); the message names the server and the query. The check is broken."""
+
+    def __init__(self, message: str, how: str) -> None:
+        super().__init__(message, system=SYSTEM, how=how)
+
+
+class MetricsGap(AssertionError):
+    """Prometheus answered, and its answer shows the target is not observed as required
+    (no such series, no rule loaded, counters that do not move): the check fails."""
 
 
 # -- the HTTP API ---------------------------------------------------------------------------
@@ -66,25 +89,34 @@ class PrometheusAPI:
         except httpx.TimeoutException:
             raise PrometheusError(
                 f"{where} did not answer within {self._client.timeout.read} s "
-                "(monitoring.query_timeout_s)"
+                "(monitoring.query_timeout_s)",
+                TIMEOUT,
             ) from None
         except httpx.TransportError as exc:
             raise PrometheusError(
                 f"{where}: Prometheus is unreachable ({type(exc).__name__}: {exc}); check "
-                "monitoring.prometheus_url and that the server is up"
+                "monitoring.prometheus_url and that the server is up",
+                transport_failure(exc),
             ) from None
         try:
             body = response.json()
         except ValueError:
             body = None
-        if response.status_code != 200 or not isinstance(body, dict):
+        if response.status_code != 200:
             detail = body.get("error") if isinstance(body, dict) else response.text
-            raise PrometheusError(
-                f"{where} answered HTTP {response.status_code}: {str(detail)[:QUOTE_CHARS]}"
+            hint = (
+                " (is the token in monitoring.prometheus_token_env valid?)"
+                if response.status_code in (401, 403)
+                else ""
             )
-        if body.get("status") != "success":
             raise PrometheusError(
-                f"{where} failed: {body.get('errorType', '')} {body.get('error', '')}".strip()
+                f"{where} answered HTTP {response.status_code}: {str(detail)[:QUOTE_CHARS]}{hint}",
+                http_failure(response.status_code),
+            )
+        if not isinstance(body, dict) or body.get("status") != "success":
+            raise PrometheusError(
+                f"{where} did not answer the API's JSON: {response.text[:QUOTE_CHARS]!r}",
+                UNPARSEABLE,
             )
         return body.get("data")
 
@@ -94,34 +126,48 @@ class PrometheusAPI:
         except httpx.HTTPError:
             return False
 
+    def field(self, path: str, params: Mapping[str, str] | None, key: str) -> list[Any]:
+        """The list under ``data[key]`` of an answer; PrometheusError if it is not there."""
+        data = self.get(path, params)
+        value = data.get(key) if isinstance(data, dict) else None
+        if not isinstance(value, list):
+            raise PrometheusError(
+                f"{self.describe(path, params)} answered without a list of {key}: "
+                f"{str(data)[:QUOTE_CHARS]}",
+                UNPARSEABLE,
+            )
+        return value
+
     def targets(self) -> list[dict[str, Any]]:
-        return list(self.get("/api/v1/targets", {"state": "active"})["activeTargets"])
+        return list(self.field("/api/v1/targets", {"state": "active"}, "activeTargets"))
 
     def job_targets(self, job: str) -> list[dict[str, Any]]:
         return [t for t in self.targets() if t.get("labels", {}).get("job") == job]
 
     def alerting_rules(self) -> list[dict[str, Any]]:
-        groups = self.get("/api/v1/rules", {"type": "alert"})["groups"]
+        groups = self.field("/api/v1/rules", {"type": "alert"}, "groups")
         return [rule for group in groups for rule in group.get("rules", [])]
 
     def alerts(self) -> list[dict[str, Any]]:
-        return list(self.get("/api/v1/alerts")["alerts"])
+        return list(self.field("/api/v1/alerts", None, "alerts"))
 
     def query(self, expr: str) -> list[dict[str, Any]]:
         """The instant vector of ``expr`` (possibly empty)."""
         data = self.get("/api/v1/query", {"query": expr})
-        if data.get("resultType") != "vector":
+        if not isinstance(data, dict) or data.get("resultType") != "vector":
+            kind = data.get("resultType") if isinstance(data, dict) else type(data).__name__
             raise PrometheusError(
                 f"{self.describe('/api/v1/query', {'query': expr})} returned a "
-                f"{data.get('resultType')}, expected an instant vector"
+                f"{kind}, expected an instant vector",
+                UNPARSEABLE,
             )
-        return list(data["result"])
+        return list(data.get("result") or [])
 
     def value(self, expr: str) -> float:
         """The single value of ``expr``; an empty result is a failure of its own ("no data")."""
         result = self.query(expr)
         if not result:
-            raise PrometheusError(
+            raise MetricsGap(
                 f"{self.describe('/api/v1/query', {'query': expr})} returned an empty result: "
                 "no data - the series does not exist in Prometheus (is the target scraped, "
                 "does the app expose the metric?)"
@@ -163,11 +209,13 @@ def wait_for_scrape(api: PrometheusAPI, job: str, timeout_s: float) -> Scrape:
         jobs = sorted({t.get("labels", {}).get("job", "?") for t in api.targets()})
         raise PrometheusError(
             f"{where}: no data - no active target in job {job!r} after {timeout_s:g} s, so "
-            f"nothing scrapes the app (monitoring.scrape_job); jobs: {', '.join(jobs) or 'none'}"
+            f"nothing scrapes the app (monitoring.scrape_job); jobs: {', '.join(jobs) or 'none'}",
+            MISCONFIGURED,
         )
     raise PrometheusError(
         f"{where}: job {job!r} was not scraped within {timeout_s:g} s "
-        "(monitoring.prometheus_wait_s)"
+        "(monitoring.prometheus_wait_s)",
+        TIMEOUT,
     )
 
 
@@ -183,7 +231,7 @@ def wait_for_increase(
         if time.monotonic() >= deadline:
             break
         time.sleep(SCRAPE_POLL_S)
-    raise PrometheusError(
+    raise MetricsGap(
         f"{api.describe('/api/v1/query', {'query': expr})}: the value stayed at {value:g} "
         f"for {timeout_s:g} s after {increase:g} synthetic requests (it was {baseline:g} "
         "before them): the requests never showed up in Prometheus - are the app's counters "

@@ -31,6 +31,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from postdeploy import paths
+from postdeploy.gate import SETUP_FAILED, BackendError
 from postdeploy.sysutil import free_port, import_file
 
 if TYPE_CHECKING:
@@ -56,8 +57,16 @@ STATS_PREFIX = "locust"
 HTML_REPORT = "locust-report.html"
 
 
-class LoadError(Exception):
-    """A load run could not start or produced no stats; the message says why and what to do."""
+#: The system named when Locust fails (the verdict's ``backend``).
+SYSTEM = "Locust"
+
+
+class LoadError(BackendError):
+    """A load run could not start or produced no stats; the message says why and what to do.
+    Locust's side, not the target's: the load check is broken, never failed."""
+
+    def __init__(self, message: str, how: str = SETUP_FAILED) -> None:
+        super().__init__(message, system=SYSTEM, how=how)
 
 
 # -- the profiles (load/plans.py, read without Locust) --------------------------------------

@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from postdeploy.redact import redact_data, redact_text
+from postdeploy.redact import public_host, redact_data, redact_text
 
 log = logging.getLogger("postdeploy.reporting.channels")
 
@@ -271,7 +271,8 @@ logging.getLogger("httpx").addFilter(_SCRUB)
 
 
 def _host(url: str) -> str:
-    return urlsplit(url).netloc or "an invalid URL"
+    """Host and port of ``url`` for messages; never its userinfo (a webhook's credentials)."""
+    return public_host(url)
 
 
 def _retry_after(response: httpx.Response) -> float:

@@ -60,6 +60,16 @@ EVENT_WAIT_PER_CHANNEL_S = 15.0
 Context = Callable[[str, Mapping[str, Any]], tuple[Assessment, list[str]]]
 
 
+def backend_lines(failures: list[dict[str, Any]]) -> list[str]:
+    """One line per back end that broke checks (the harness's side, not the product's):
+    ``"Not judged - Prometheus: unreachable (2 checks)"``."""
+    counts: dict[str, int] = {}
+    for failure in failures:
+        if failure.get("backend"):
+            counts[failure["backend"]] = counts.get(failure["backend"], 0) + 1
+    return [f"Not judged - {name} ({n} check{'s' if n > 1 else ''})" for name, n in counts.items()]
+
+
 def _release(release: Any) -> str:
     if isinstance(release, Mapping):
         return str(release.get("version") or release.get("id") or "")
@@ -220,6 +230,11 @@ class Notifier:
             target, Event.SUMMARY, entry["gate"], failing, rollback, assessment, release
         )
         notification = dataclasses.replace(notification, canary=canary_lines(entry))
+        broken_by = backend_lines(failures)
+        if broken_by:
+            notification = dataclasses.replace(
+                notification, details=(*broken_by, *notification.details)
+            )
         self._send(state, notification, assessment, summary=True)
         with state.lock:
             return list(state.deliveries)

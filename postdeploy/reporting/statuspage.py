@@ -16,11 +16,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
-from postdeploy.redact import redact_text
+from postdeploy.redact import public_host, redact_text
 from postdeploy.reporting.channels import (
     MAX_QUOTED_CHARS,
     USER_AGENT,
@@ -98,7 +97,7 @@ class StatuspageChannel:
     def _request(
         self, client: httpx.Client, method: str, url: str, incident: dict[str, Any], done: str
     ) -> tuple[DeliveryResult, dict[str, Any] | None]:
-        host = urlsplit(url).netloc or "an invalid URL"
+        host = public_host(url)
         headers = {"Authorization": f"OAuth {self.api_key}", "User-Agent": USER_AGENT}
         try:
             response = client.request(method, url, json={"incident": incident}, headers=headers)

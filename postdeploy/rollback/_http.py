@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from postdeploy.redact import redact_text
+from postdeploy.redact import public_host, redact_text
 from postdeploy.rollback.base import DriverError, DriverUnavailable, LifecycleDefaults
 
 if TYPE_CHECKING:
@@ -249,7 +249,7 @@ class RestDriver(LifecycleDefaults):
 
     @property
     def host(self) -> str:
-        return urlsplit(self.api_url).netloc or self.api_url
+        return public_host(self.api_url)
 
     def _secrets(self) -> tuple[str, ...]:
         token = self.target.secret("token_env")

@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from postdeploy.redact import public_host
 from postdeploy.rollback._http import (
     USER_AGENT,
     EnvBearerAuth,
@@ -249,7 +250,7 @@ class AppServiceDriver(RestDriver):
             raise DriverUnavailable(f"{what}: {exc}") from None
         except httpx.TransportError as exc:
             raise transport_error(
-                exc, what=what, host=urlsplit(url).netloc, timeout_s=self.target.timeout_s
+                exc, what=what, host=public_host(url), timeout_s=self.target.timeout_s
             ) from None
         token = self.target.secret("log_token_env")
         if response.is_error:

@@ -1,9 +1,10 @@
 """Forged credentials, crafted from the structure of a real token (a JWT: header.claims.sig).
 
 Nothing here knows the target's signing key: a forged token is either unsigned (``alg:
-none``), carries a signature that cannot match, or claims an expiry in the past with the
-original signature (which no longer matches the changed claims either). A target must refuse
-all of them; one that accepts any is trusting claims it did not verify.
+none``) or carries a signature that cannot match. A target must refuse both; one that accepts
+either is trusting claims it did not verify. (A forged "expired" token would only be a second
+bad-signature case: expiry is checked with a short-lived token the target itself issued, in
+``suites/security/test_auth.py``.)
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ NO_CREDENTIALS = "no credentials"
 BAD_SIGNATURE = "bad signature"
 EXPIRED = "expired"
 ALG_NONE = "alg none"
-#: Every kind of credential a protected route must refuse.
-KINDS = (NO_CREDENTIALS, BAD_SIGNATURE, EXPIRED, ALG_NONE)
+#: Every kind of forged credential a protected route must refuse.
+KINDS = (NO_CREDENTIALS, BAD_SIGNATURE, ALG_NONE)
 
 
 class TokenFormatError(ValueError):

@@ -259,6 +259,20 @@ def _describe_request(case: Any) -> str:
     return " ".join(parts)
 
 
+def no_cases(report: FuzzReport) -> str:
+    """Why a run that sent no case proves nothing ("no data" is never a pass); empty when
+    cases were sent."""
+    if report.cases:
+        return ""
+    skipped = "; ".join(f"{op}: {why}" for op, why in report.skipped.items())
+    why = f" (not fuzzed: {skipped})" if skipped else ""
+    return (
+        f"no data: schemathesis sent no test case over {report.operations} operation(s) of "
+        f"the OpenAPI document, so nothing was judged{why}"
+        "; check the OpenAPI document the target serves and security.fuzz_examples"
+    )
+
+
 def summarize(lines: Iterable[str], report: FuzzReport, what: str) -> str:
     shown = list(lines)
     return "\n".join(

@@ -787,16 +787,23 @@ REQUIREMENTS: dict[str, Requirement] = {
 }
 
 
-def cookie_problems(set_cookie: str) -> list[str]:
-    """What is missing from one ``Set-Cookie``: Secure, HttpOnly (session cookies), SameSite."""
+def cookie_problems(
+    set_cookie: str, *, session_cookie: str = "", from_auth_route: bool = False
+) -> list[str]:
+    """What is missing from one ``Set-Cookie``: Secure, SameSite, and HttpOnly for a cookie
+    that carries a session - the contract's session cookie by name (``session_cookie``),
+    every cookie an auth route sets (``from_auth_route``: login, register, logout), and any
+    cookie whose name says so."""
     cookie = parse_set_cookie(set_cookie)
     if cookie is None:
         return []
     problems = []
     if not cookie.secure:
         problems.append(f"cookie {cookie.name!r} lacks Secure")
-    if cookie.is_session and not cookie.httponly:
-        problems.append(f"session cookie {cookie.name!r} lacks HttpOnly")
+    named = bool(session_cookie) and cookie.name == session_cookie
+    if (named or from_auth_route or cookie.is_session) and not cookie.httponly:
+        what = "session cookie" if named or cookie.is_session else "cookie set by an auth route"
+        problems.append(f"{what} {cookie.name!r} lacks HttpOnly")
     samesite = (cookie.samesite or "").lower()
     if not samesite:
         problems.append(f"cookie {cookie.name!r} lacks SameSite")

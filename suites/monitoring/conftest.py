@@ -25,8 +25,11 @@ from postdeploy.contract import (
     METRIC_LATENCY,
     METRIC_REQUESTS,
     METRIC_ROUTE_LABEL,
+    METRIC_SYNTHETIC_LABEL,
+    METRIC_SYNTHETIC_VALUE,
     PATHS,
     REQUEST_ID_HEADER,
+    SYNTHETIC_HEADER,
 )
 from postdeploy.http import new_client
 
@@ -40,6 +43,12 @@ if TYPE_CHECKING:
 
 #: Route the synthetic traffic goes to (and that the metric queries select).
 SYNTHETIC_PATH = PATHS.health
+#: The labels that select the harness's own synthetic requests, and nobody else's: the
+#: route, and the app's synthetic label (platform health checkers hit the same route).
+SYNTHETIC_SERIES = {
+    METRIC_ROUTE_LABEL: SYNTHETIC_PATH,
+    METRIC_SYNTHETIC_LABEL: METRIC_SYNTHETIC_VALUE,
+}
 
 
 def names(value: list[str] | str) -> list[str]:
@@ -72,7 +81,8 @@ SendSynthetic = Callable[["httpx.Client", int, str], list[str]]
 
 @pytest.fixture(scope="session")
 def send_synthetic(run_id: str) -> SendSynthetic:
-    """``send(client, count, label)``: ``count`` GETs of SYNTHETIC_PATH with unique request ids.
+    """``send(client, count, label)``: ``count`` GETs of SYNTHETIC_PATH with unique request ids,
+    marked synthetic (:data:`SYNTHETIC_HEADER`) so the app's metrics count them apart.
 
     Any answer counts (the checks look for the requests, not for their status).
     """
@@ -81,7 +91,8 @@ def send_synthetic(run_id: str) -> SendSynthetic:
         sent = []
         for _ in range(count):
             request_id = f"pd-{run_id}-{label}-{secrets.token_hex(4)}"
-            client.get(SYNTHETIC_PATH, headers={REQUEST_ID_HEADER: request_id})
+            headers = {REQUEST_ID_HEADER: request_id, SYNTHETIC_HEADER: run_id}
+            client.get(SYNTHETIC_PATH, headers=headers)
             sent.append(request_id)
         return sent
 
@@ -162,10 +173,12 @@ def prometheus_traffic(
     monitoring: Section,
     send_synthetic: SendSynthetic,
 ) -> Traffic:
-    route = prometheus.selector(**{METRIC_ROUTE_LABEL: SYNTHETIC_PATH})
+    # Only the harness's own requests; none yet is a baseline of 0 (``or vector(0)``), and
+    # an increase that never comes fails the check: the harness's traffic was not found.
+    route = prometheus.selector(**SYNTHETIC_SERIES)
     queries = {
-        "requests": f"sum({METRIC_REQUESTS}{{{route}}})",
-        "latency": f"sum({METRIC_LATENCY}_count{{{route}}})",
+        "requests": f"sum({METRIC_REQUESTS}{{{route}}}) or vector(0)",
+        "latency": f"sum({METRIC_LATENCY}_count{{{route}}}) or vector(0)",
         "buckets": f"count({METRIC_LATENCY}_bucket{{{route}}})",
     }
     baselines = {name: prometheus.api.value(queries[name]) for name in ("requests", "latency")}

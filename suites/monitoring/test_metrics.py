@@ -10,14 +10,17 @@ from postdeploy.contract import (
     METRIC_LATENCY,
     METRIC_REQUESTS,
     METRIC_ROUTE_LABEL,
+    METRIC_SYNTHETIC_LABEL,
+    METRIC_SYNTHETIC_VALUE,
     PATHS,
 )
 from postdeploy.expect import expect_status
 from postdeploy.monitoring.prometheus import family_present, parse_exposition, sample_sum
 
-#: The route the suite's synthetic requests go to (the same in conftest.py).
+#: The route the suite's synthetic requests go to, and the series of those requests only
+#: (never a health checker's): the same as in conftest.py.
 SYNTHETIC_PATH = PATHS.health
-ROUTE = {METRIC_ROUTE_LABEL: SYNTHETIC_PATH}
+ROUTE = {METRIC_ROUTE_LABEL: SYNTHETIC_PATH, METRIC_SYNTHETIC_LABEL: METRIC_SYNTHETIC_VALUE}
 
 
 def scrape(api) -> dict:

@@ -8,7 +8,13 @@ import time
 
 import pytest
 
-from postdeploy.monitoring.prometheus import PrometheusError, parse_time, wait_for_increase
+from postdeploy.gate import TIMEOUT
+from postdeploy.monitoring.prometheus import (
+    MetricsGap,
+    PrometheusError,
+    parse_time,
+    wait_for_increase,
+)
 
 #: Rule evaluations to wait past an alert's `for` before trusting a harness-started server.
 SETTLE_EVALUATIONS = 2
@@ -104,7 +110,8 @@ def _settle(prometheus, scrape, rules, monitoring) -> list:
     raise PrometheusError(
         f"{prometheus.api.describe('/api/v1/rules', {'type': 'alert'})}: the alerting rules "
         f"were not evaluated past {ready_at.isoformat()} within "
-        f"{monitoring.prometheus_wait_s:g} s (monitoring.prometheus_wait_s)"
+        f"{monitoring.prometheus_wait_s:g} s (monitoring.prometheus_wait_s)",
+        TIMEOUT,
     )
 
 
@@ -112,7 +119,7 @@ def test_no_critical_alert_is_firing(prometheus, prometheus_scrape, monitoring):
     rules_where = prometheus.api.describe("/api/v1/rules", {"type": "alert"})
     rules = prometheus.api.alerting_rules()
     if not rules:
-        raise PrometheusError(
+        raise MetricsGap(
             f"{rules_where}: no data - no alerting rule is loaded, so no alert could fire; "
             "the absence of critical alerts means nothing"
         )

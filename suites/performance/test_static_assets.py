@@ -82,19 +82,27 @@ def key_pages(api):
 
 
 def test_text_assets_are_sent_compressed(key_pages):
-    seen, uncompressed = set(), []
+    seen, judged, uncompressed = set(), [], []
     for path, page, assets in key_pages.values():
         for url, response in [(path, page), *assets.items()]:
             if url in seen or not _is_text(response):
                 continue
             seen.add(url)
             size = len(response.content)
+            if size < COMPRESS_MIN_BYTES:
+                continue
+            judged.append(url)
             encoding = response.headers.get("content-encoding", "")
-            if size >= COMPRESS_MIN_BYTES and encoding not in COMPRESSED:
+            if encoding not in COMPRESSED:
                 uncompressed.append(
                     f"{url} ({size:,} bytes of {response.headers.get('content-type')}, "
                     f"Content-Encoding: {encoding or 'none'})"
                 )
+    assert judged, (
+        f"no data: none of the {len(seen)} text responses of the key pages and their assets "
+        f"({', '.join(sorted(seen)) or 'none'}) is {COMPRESS_MIN_BYTES} bytes or larger, so "
+        "nothing could show whether compression is on"
+    )
     assert not uncompressed, (
         "text responses sent uncompressed although the client accepts gzip and br: "
         + "; ".join(uncompressed)

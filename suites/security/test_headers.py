@@ -100,13 +100,15 @@ def test_cookies_are_secure_httponly_and_samesite(api, new_user, header_samples)
         f"POST {PATHS.login} set no {SESSION_COOKIE!r} cookie (cookies set: {names or 'none'})"
     )
     problems = [
-        f"POST {login.url}: {p}" for header in set_by_login for p in cookie_problems(header)
+        f"POST {login.url}: {p}"
+        for header in set_by_login
+        for p in cookie_problems(header, session_cookie=SESSION_COOKIE, from_auth_route=True)
     ]
     problems += [
         f"GET {sample.url}: {p}"
         for sample in header_samples
         for header in sample.set_cookies
-        for p in cookie_problems(header)
+        for p in cookie_problems(header, session_cookie=SESSION_COOKIE)
     ]
     assert not problems, "\n".join(problems)
 

@@ -12,6 +12,7 @@ import collections
 import pytest
 
 from postdeploy.reporting.attachments import attach_text
+from postdeploy.security.fuzz import no_cases
 from postdeploy.security.fuzz import summarize as summarize_fuzz
 from postdeploy.security.input_validation import (
     acceptance_problems,
@@ -47,12 +48,14 @@ def test_no_stack_trace_or_error_detail_leaks(input_answers):
 
 @pytest.mark.gating
 def test_fuzzed_requests_never_cause_a_server_error(fuzz_report):
+    assert fuzz_report.cases, no_cases(fuzz_report)
     assert not fuzz_report.server_errors, summarize_fuzz(
         fuzz_report.server_errors, fuzz_report, "server errors"
     )
 
 
 def test_fuzzed_responses_match_the_openapi_document(fuzz_report):
+    assert fuzz_report.cases, no_cases(fuzz_report)
     problems = fuzz_report.nonconformant + [
         f"{operation}: not fuzzed: {why}" for operation, why in fuzz_report.skipped.items()
     ]

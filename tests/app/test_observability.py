@@ -40,6 +40,23 @@ def test_metrics_count_requests_by_route_template(client):
     assert sample_value(found, "la_http_requests_total", **unmatched) == 1
 
 
+def test_a_harness_s_synthetic_requests_are_counted_apart(client):
+    client.get("/api/health")  # a platform health checker
+    client.get("/api/health", headers={"X-Postdeploy-Synthetic": "run-1"})
+    client.get("/api/health", headers={"X-Postdeploy-Synthetic": "run-1"})
+
+    found = families(client)
+    labels = {"method": "GET", "route": "/api/health", "status": "200"}
+    requests = found["la_http_requests"]
+    assert sample_value(requests, "la_http_requests_total", **labels, synthetic="true") == 2
+    assert sample_value(requests, "la_http_requests_total", **labels, synthetic="false") == 1
+    latency = found["la_http_request_duration_seconds"]
+    count = "la_http_request_duration_seconds_count"
+    assert sample_value(latency, count, route="/api/health", synthetic="true") == 2
+    # bounded: the header's value (a run id) never becomes a label value
+    assert all(s.labels.get("synthetic") in ("true", "false") for s in requests.samples)
+
+
 def test_a_valid_request_id_is_echoed(shared_client):
     response = shared_client.get("/api/health", headers={"X-Request-ID": "deploy-42.check_1"})
 

@@ -90,3 +90,45 @@ def test_the_api_rejects_an_expired_session(new_client, new_account, monkeypatch
     response = client.get("/api/auth/me", headers=account.bearer)
 
     assert response.status_code == 401
+
+
+TEST_TOKEN = "test-only-token-for-short-logins"
+
+
+def test_a_short_lived_login_needs_the_test_only_token(new_client, new_account, monkeypatch):
+    client = new_client(LA_ERROR_TRIGGER_TOKEN=TEST_TOKEN)
+    account = new_account(client)
+    login = "/api/auth/login?ttl_s=2"
+
+    ignored = client.post(login, json=account.credentials)
+    short = client.post(login, json=account.credentials, headers={"X-Postdeploy-Token": TEST_TOKEN})
+
+    assert ignored.json()["expires_in"] == 3600  # without the token: the configured lifetime
+    assert short.json()["expires_in"] == 2
+    bearer = {"Authorization": f"Bearer {short.json()['access_token']}"}
+    assert client.get("/api/auth/me", headers=bearer).status_code == 200
+    later = time.time() + 5
+    monkeypatch.setattr(time, "time", lambda: later)
+    assert client.get("/api/auth/me", headers=bearer).status_code == 401
+    too_long = client.post(
+        "/api/auth/login?ttl_s=3600", json=account.credentials,
+        headers={"X-Postdeploy-Token": TEST_TOKEN},
+    )  # fmt: skip
+    assert too_long.status_code == 422
+
+
+def test_without_a_test_only_token_the_lifetime_cannot_be_changed(client, new_account):
+    account = new_account(client)
+    response = client.post(
+        "/api/auth/login?ttl_s=2", json=account.credentials, headers={"X-Postdeploy-Token": ""}
+    )
+    assert response.json()["expires_in"] == 3600
+
+
+def test_the_expiry_ignored_fault_accepts_an_expired_token(new_client, new_account, monkeypatch):
+    client = new_client(LA_TOKEN_TTL_S="1", LA_FAULTS="expiry_ignored")
+    account = new_account(client)
+    later = time.time() + 5
+    monkeypatch.setattr(time, "time", lambda: later)
+
+    assert client.get("/api/auth/me", headers=account.bearer).status_code == 200

@@ -12,6 +12,7 @@ from postdeploy.config import load_targets
 from postdeploy.monitoring.logs import (
     DriverLogs,
     LogCollectionError,
+    LogsMissing,
     LokiLogs,
     log_source,
     wait_for_line,
@@ -50,7 +51,7 @@ def test_a_line_loki_never_returns_is_a_failure_naming_loki(api_server):
     server = api_server(lambda h: (200, loki_answer([]), {}))
     source = LokiLogs(server.url, SELECTOR, 5)
 
-    with pytest.raises(LogCollectionError, match=r"'rid-2' did not appear in Grafana Loki at"):
+    with pytest.raises(LogsMissing, match=r"'rid-2' did not appear in Grafana Loki at"):
         wait_for_line(source, "rid-2", timeout_s=0.3, since=time.time())
 
 
@@ -80,12 +81,12 @@ class Lines:
 
 
 def test_no_lines_at_all_is_no_data():
-    with pytest.raises(LogCollectionError, match="no data: the test source returned no log lines"):
+    with pytest.raises(LogsMissing, match="no data: the test source returned no log lines"):
         wait_for_line(Lines([]), "rid", timeout_s=0.2, since=time.time())
 
 
 def test_lines_without_the_request_say_it_was_not_collected():
-    with pytest.raises(LogCollectionError, match=r"'rid' did not appear .* \(2 lines read"):
+    with pytest.raises(LogsMissing, match=r"'rid' did not appear .* \(2 lines read"):
         wait_for_line(Lines(["a", "b"]), "rid", timeout_s=0.2, since=time.time())
 
 

@@ -26,6 +26,7 @@ from postdeploy.local.prometheus import (
     shared_local_prometheus,
 )
 from postdeploy.monitoring.prometheus import (
+    MetricsGap,
     PrometheusAPI,
     PrometheusError,
     family_present,
@@ -174,7 +175,7 @@ def test_an_empty_result_is_no_data_not_zero(api_server):
     api = PrometheusAPI(server.url, timeout_s=2)
 
     assert api.query("absent_metric") == []
-    with pytest.raises(PrometheusError, match=r"'absent_metric'\) returned an empty result: no"):
+    with pytest.raises(MetricsGap, match=r"'absent_metric'\) returned an empty result: no"):
         api.value("absent_metric")
 
 
@@ -241,9 +242,9 @@ def test_a_real_prometheus_loads_the_rules_and_answers_queries(tmp_path):
             ALERT_LATENCY,
         }
         assert api.value("vector(3)") == 3
-        with pytest.raises(PrometheusError, match="returned an empty result"):
+        with pytest.raises(MetricsGap, match="returned an empty result"):
             api.value('la_http_requests_total{job="la-test"}')
-        with pytest.raises(PrometheusError, match=r"stayed at 1 for 0.5 s"):
+        with pytest.raises(MetricsGap, match=r"stayed at 1 for 0.5 s"):
             wait_for_increase(api, "vector(1)", baseline=1, increase=1, timeout_s=0.5)
         assert prometheus_pids(folder)
         api.close()
