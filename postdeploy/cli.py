@@ -6,11 +6,13 @@ postdeploy local faults                           the faults a release can carry
 postdeploy local logs [-n N]                      the serving release's log lines
 postdeploy drill --target T                      could T be rolled back now? (a dry run)
 postdeploy report [--reports-dir DIR]             the HTML report from allure-results, with history
+postdeploy history list | show RUN | invalidate RUN  the canary judge's stored runs
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -255,6 +257,55 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_history(args: argparse.Namespace) -> int:
+    from postdeploy.performance.history import History, HistoryError
+
+    store = History(args.history_dir)
+    try:
+        if args.action == "list":
+            runs = store.runs(args.target, args.profile)
+            print(f"{len(runs)} stored run(s) in {store.root} (newest first)")
+            for run in runs:
+                print("  " + run.line())
+        elif args.action == "show":
+            for run in store.find(args.run):
+                print(json.dumps(run.to_dict(), indent=2))
+                for name, arm in run.samples().items():
+                    summary = arm.summary()
+                    print(
+                        f"  {name:<16} n {summary['samples']:>5}  median {summary['median_ms']} ms"
+                        f"  p95 {summary['p95_ms']} ms  errors {arm.errors}/{arm.requests}"
+                    )
+        else:
+            for run in store.invalidate(args.run, args.reason):
+                print(f"invalidated {run.run_id} ({run.target}, {run.profile}): {run.invalidated}")
+    except HistoryError as exc:
+        print(f"postdeploy: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _history_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    history = commands.add_parser(
+        "history", help="The canary judge's stored runs: list, show, invalidate"
+    )
+    history.add_argument(
+        "--history-dir", type=Path, default=None, metavar="DIR",
+        help="History folder (default: history/ in the state dir)",
+    )  # fmt: skip
+    actions = history.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="Stored runs, newest first")
+    listing.add_argument("--target", default=None, help="Only this target")
+    listing.add_argument("--profile", default=None, help="Only this load profile")
+    actions.add_parser("show", help="One run's header and samples").add_argument("run")
+    invalidate = actions.add_parser(
+        "invalidate", help="Exclude a run from future comparisons (e.g. made in an incident)"
+    )
+    invalidate.add_argument("run")
+    invalidate.add_argument("--reason", default="invalidated by hand", help="Why (kept)")
+    history.set_defaults(handler=cmd_history)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="postdeploy", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -368,6 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     report.add_argument("--name", default=None, help="Report title")
     report.set_defaults(handler=cmd_report)
+    _history_parser(commands)
     return parser
 
 

@@ -71,6 +71,9 @@ TARGET_KEYS: dict[str, Key] = {
     "instance_repeats": Key(
         (int, float), 6, help="requests per per-instance check where instances can't be addressed"
     ),
+    "baseline_url": Key(
+        str, "", help="the stable release the canary judge compares with (--baseline)"
+    ),
 }
 
 #: Identifiers each platform's driver needs, at the target's top level.
@@ -332,6 +335,54 @@ SECTIONS: dict[str, dict[str, Key]] = {
         ),
         "accounts": Key((int, float), 10, help="synthetic accounts per Locust process"),
     },
+    # The canary judge: the release against a baseline, or against earlier runs
+    # (suites/performance/test_canary.py, docs/canary.md).
+    "canary": {
+        "samples": Key(
+            (int, float), 1000, help="timed requests per key endpoint and arm (docs/canary.md)"
+        ),
+        "warmup": Key((int, float), 5, help="untimed requests per endpoint and arm first"),
+        "max_requests": Key(
+            (int, float), 12000, help="traffic budget: most requests per arm, warm-up included"
+        ),
+        "min_samples": Key((int, float), 50, help="fewer samples in an arm: inconclusive"),
+        "false_alarm_rate": Key(
+            (int, float), 0.01, help="chance that a healthy release fails a run (Holm-corrected)"
+        ),
+        "allowed_latency_increase": Key(
+            (int, float), 0.10, help="relative latency increase tolerated (0.10 = +10 %)"
+        ),
+        "min_latency_increase_ms": Key(
+            (int, float), 1.0, help="a latency regression is also at least this many ms slower"
+        ),
+        "allowed_error_increase_pp": Key(
+            (int, float), 0.1, help="error-rate increase tolerated, in percentage points"
+        ),
+        "critical_metrics": Key(
+            (list, str),
+            "*",
+            help="metrics (fnmatch: lessons:latency, *:errors) whose "
+            "regression fails the gate whatever the score",
+        ),
+        "pass_score": Key((int, float), 95.0, help="Kayenta-style score (0-100) to pass"),
+        "marginal_score": Key((int, float), 75.0, help="score below which the canary fails"),
+        "gating": Key(bool, True, help="a failed canary judgement fails the gate"),
+        "instance_header": Key(
+            str, "", help="edge header routing a request to one instance (instance arms)"
+        ),
+        "baseline_ca_file": Key(
+            str, "", help="PEM bundle the baseline arm is verified with (default: ca_file)"
+        ),
+        "baseline_instance": Key(str, "", help="instance_header value of the baseline arm"),
+        "canary_instance": Key(str, "", help="instance_header value of the canary arm"),
+        "relative_criteria": Key(
+            (list, str),
+            "",
+            help="--compare-with criteria, Keptn-style: 'p95 <= +10%', "
+            "'errors <= +0.1pp' (default: the allowed increases above)",
+        ),
+        "record_history": Key(bool, False, help="store every run's samples (history dir)"),
+    },
     # Core Web Vitals measured in Chromium (suites/performance/test_web_vitals.py).
     "vitals": {
         "runs": Key((int, float), 3, help="page loads per page; the median is judged"),
@@ -385,6 +436,7 @@ class Target:
     rollout_timeout_s: float = 300.0
     rollout_stable_probes: float = 3
     instance_repeats: float = 6
+    baseline_url: str = ""
     settings: Mapping[str, Any] = field(default_factory=dict)
     sections: Mapping[str, Section] = field(default_factory=dict)
     source: str = DEFAULT_TARGETS_FILE
@@ -591,8 +643,9 @@ def _build_target(
         )
     url = values.pop("url")
     _check_url(url, source, f"{where} url")
-    if values["http_url"]:
-        _check_url(values["http_url"], source, f"{where} http_url")
+    for optional_url in ("http_url", "baseline_url"):
+        if values[optional_url]:
+            _check_url(values[optional_url], source, f"{where} {optional_url}")
     common = {k: values.pop(k) for k in list(values) if k in TARGET_KEYS}
     common.pop("platform")
     return Target(
