@@ -6,11 +6,13 @@ postdeploy local faults                           the faults a release can carry
 postdeploy local logs [-n N]                      the serving release's log lines
 postdeploy drill --target T                      could T be rolled back now? (a dry run)
 postdeploy report [--reports-dir DIR]             the HTML report from allure-results, with history
+postdeploy history list | show RUN | invalidate RUN  the canary judge's stored runs
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -18,6 +20,7 @@ from pathlib import Path
 from postdeploy.config import (
     DEFAULT_TARGETS_FILE,
     ConfigError,
+    Target,
     find_targets_file,
     load_targets,
 )
@@ -27,7 +30,9 @@ from postdeploy.local.platform import (
     LocalPlatformError,
     load_faults,
 )
+from postdeploy.local.shapes import SHAPES, platform_for
 
+DEFAULT_LOCAL_TARGET = "local"
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -37,8 +42,21 @@ EXIT_USAGE = 2
 EXIT_BROKEN_PIPE = 141
 
 
+def _target_name(args: argparse.Namespace, targets: dict[str, Target]) -> str:
+    """``--target``, else the first local target of ``--shape``, else ``local``."""
+    if args.target:
+        return str(args.target)
+    shape = getattr(args, "shape", None)
+    if shape:
+        for name, target in targets.items():
+            if target.platform == "local" and target.settings.get("shape") == shape:
+                return name
+    return DEFAULT_LOCAL_TARGET
+
+
 def _local_platform(args: argparse.Namespace) -> LocalPlatform:
     targets = load_targets(args.targets_file).targets
+    args.target = _target_name(args, targets)
     target = targets.get(args.target)
     if target is None or target.platform != "local":
         local = [n for n, t in targets.items() if t.platform == "local"]
@@ -46,7 +64,14 @@ def _local_platform(args: argparse.Namespace) -> LocalPlatform:
             f"{args.targets_file}: {args.target!r} is not a local target; "
             f"local targets: {', '.join(local) or 'none'}"
         )
-    return LocalPlatform(target.url)
+    shape = getattr(args, "shape", None)
+    if shape and target.settings.get("shape", "single") != shape:
+        raise ConfigError(
+            f"{args.targets_file}: target {args.target!r} has shape "
+            f"{target.settings.get('shape', 'single')!r}, not {shape!r}; pick a target of that "
+            f"shape with --target (e.g. --target local-prod for the production shape)"
+        )
+    return platform_for(target)
 
 
 def _faults(raw: str) -> list[str]:
@@ -55,7 +80,14 @@ def _faults(raw: str) -> list[str]:
 
 def cmd_deploy(args: argparse.Namespace) -> int:
     platform = _local_platform(args)
-    release = platform.deploy(args.version, _faults(args.faults))
+    if args.canary is not None:
+        from postdeploy.local.production import ProductionPlatform
+
+        if not isinstance(platform, ProductionPlatform):
+            raise ConfigError("--canary needs the production shape (e.g. --target local-prod)")
+        release = platform.deploy(args.version, _faults(args.faults), canary=args.canary)
+    else:
+        release = platform.deploy(args.version, _faults(args.faults))
     print(f"deployed release {release.id} ({release.ref}) at {platform.url}")
     return EXIT_OK
 
@@ -225,6 +257,55 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_history(args: argparse.Namespace) -> int:
+    from postdeploy.performance.history import History, HistoryError
+
+    store = History(args.history_dir)
+    try:
+        if args.action == "list":
+            runs = store.runs(args.target, args.profile)
+            print(f"{len(runs)} stored run(s) in {store.root} (newest first)")
+            for run in runs:
+                print("  " + run.line())
+        elif args.action == "show":
+            for run in store.find(args.run):
+                print(json.dumps(run.to_dict(), indent=2))
+                for name, arm in run.samples().items():
+                    summary = arm.summary()
+                    print(
+                        f"  {name:<16} n {summary['samples']:>5}  median {summary['median_ms']} ms"
+                        f"  p95 {summary['p95_ms']} ms  errors {arm.errors}/{arm.requests}"
+                    )
+        else:
+            for run in store.invalidate(args.run, args.reason):
+                print(f"invalidated {run.run_id} ({run.target}, {run.profile}): {run.invalidated}")
+    except HistoryError as exc:
+        print(f"postdeploy: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _history_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    history = commands.add_parser(
+        "history", help="The canary judge's stored runs: list, show, invalidate"
+    )
+    history.add_argument(
+        "--history-dir", type=Path, default=None, metavar="DIR",
+        help="History folder (default: history/ in the state dir)",
+    )  # fmt: skip
+    actions = history.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="Stored runs, newest first")
+    listing.add_argument("--target", default=None, help="Only this target")
+    listing.add_argument("--profile", default=None, help="Only this load profile")
+    actions.add_parser("show", help="One run's header and samples").add_argument("run")
+    invalidate = actions.add_parser(
+        "invalidate", help="Exclude a run from future comparisons (e.g. made in an incident)"
+    )
+    invalidate.add_argument("run")
+    invalidate.add_argument("--reason", default="invalidated by hand", help="Why (kept)")
+    history.set_defaults(handler=cmd_history)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="postdeploy", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -233,11 +314,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--targets-file", type=Path, default=None,
         help=f"Targets file (default: the nearest {DEFAULT_TARGETS_FILE} from here upward)",
     )  # fmt: skip
-    local.add_argument("--target", default="local", help="Local target name (default: local)")
+    local.add_argument(
+        "--target", default=None,
+        help="Local target name (default: local, or the first target of --shape)",
+    )  # fmt: skip
     actions = local.add_subparsers(dest="action", required=True, metavar="ACTION")
     deploy = actions.add_parser("deploy", help="Deploy a release (stops the running one)")
     deploy.add_argument("version", nargs="?", default=DEFAULT_VERSION, help="Release version")
-    deploy.add_argument("--faults", default="", help="Comma-separated faults the release carries")
+    deploy.add_argument(
+        "--faults", default="",
+        help="Comma-separated faults the release carries; NAME@N puts one on instance N only",
+    )  # fmt: skip
+    deploy.add_argument(
+        "--shape", choices=SHAPES, default=None,
+        help="Refuse unless the target has this shape (production: --target local-prod)",
+    )  # fmt: skip
+    deploy.add_argument(
+        "--canary", type=int, default=None, metavar="N",
+        help="Production shape: roll the release out to the first N instances only",
+    )  # fmt: skip
     deploy.set_defaults(handler=cmd_deploy)
     actions.add_parser("status", help="What serves, and the release history").set_defaults(
         handler=cmd_status
@@ -324,6 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     report.add_argument("--name", default=None, help="Report title")
     report.set_defaults(handler=cmd_report)
+    _history_parser(commands)
     return parser
 
 

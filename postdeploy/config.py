@@ -26,6 +26,8 @@ from urllib.parse import urlsplit
 DEFAULT_TARGETS_FILE = "targets.toml"
 ENV_PREFIX = "POSTDEPLOY_"
 ALL_TARGETS = "all"
+#: Shapes of the local platform (postdeploy.local.shapes).
+LOCAL_SHAPES = ("single", "production")
 
 
 class ConfigError(Exception):
@@ -60,17 +62,43 @@ TARGET_KEYS: dict[str, Key] = {
     "connect_timeout_s": Key((int, float), 3.0, help="timeout to open a connection"),
     "ca_file": Key(str, "", help="PEM bundle to trust instead of the system store"),
     "http_url": Key(str, "", help="plain-HTTP URL expected to redirect to url"),
+    "rollout_timeout_s": Key(
+        (int, float), 300.0, help="with --expect-version, how long a rollout may take to finish"
+    ),
+    "rollout_stable_probes": Key(
+        (int, float), 3, help="consecutive probes every instance must answer the version in"
+    ),
+    "instance_repeats": Key(
+        (int, float), 6, help="requests per per-instance check where instances can't be addressed"
+    ),
+    "baseline_url": Key(
+        str, "", help="the stable release the canary judge compares with (--baseline)"
+    ),
 }
 
 #: Identifiers each platform's driver needs, at the target's top level.
 PLATFORM_KEYS: dict[str, dict[str, Key]] = {
     "local": {
         "state_dir_env": Key(str, "POSTDEPLOY_STATE_DIR", help="env var naming the state dir"),
+        "shape": Key(str, "single", help="single (one process) or production (edge, instances)"),
+        "instances": Key((int, float), 2, help="app instances of the production shape"),
+        "port_base": Key(
+            (int, float), 19450, help="production shape: instance N on port_base+N, DB on +10"
+        ),
+        "rate_limit_register": Key(
+            str, "", help="production shape: the app's registration limit N/SECONDS; empty: shipped"
+        ),
+        "rate_limit_login": Key(
+            str, "", help="production shape: the app's login limit N/SECONDS; empty: shipped"
+        ),
     },
     "fly": {
         "app": Key(str, help="Fly.io app name"),
         "token_env": Key(str, "FLY_API_TOKEN", help="env var holding the Fly.io API token"),
         "flyctl": Key(str, "fly", help="flyctl executable"),
+        "machines_api_url": Key(
+            str, "https://api.machines.dev", help="Fly.io Machines API (instances of the app)"
+        ),
     },
     "railway": {
         "project_id": Key(str, help="Railway project id"),
@@ -222,6 +250,12 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "min_grade": Key(str, "B", help="lowest HTTP Observatory grade accepted (A+ ... F)"),
         "hsts_min_age_s": Key((int, float), 15552000, help="shortest HSTS max-age (6 months)"),
         "rate_limit_login": Key((int, float), 10, help="login attempts per email before a 429"),
+        "forwarded_clients": Key(
+            (list, str),
+            "",
+            help="two client addresses the harness may claim in X-Forwarded-For (the edge "
+            "trusts its address): checks that the rate limits are per client behind the edge",
+        ),
         "rate_limit_margin": Key(
             (int, float), 3, help="attempts sent past the limit before giving up (never more)"
         ),
@@ -255,6 +289,9 @@ SECTIONS: dict[str, dict[str, Key]] = {
             str, "", help="Prometheus to query; empty: the harness starts one for a local target"
         ),
         "prometheus_token_env": Key(str, "", help="env var holding a Prometheus bearer token"),
+        "alertmanager_url": Key(
+            str, "", help="Alertmanager whose v2 API says which alerts fire; empty: Prometheus's"
+        ),
         "scrape_job": Key(str, "learning-assistant", help="Prometheus job scraping the target"),
         "scrape_interval_s": Key(
             (int, float), 1.0, help="scrape/evaluation interval of a harness-started Prometheus"
@@ -313,6 +350,54 @@ SECTIONS: dict[str, dict[str, Key]] = {
         ),
         "accounts": Key((int, float), 10, help="synthetic accounts per Locust process"),
     },
+    # The canary judge: the release against a baseline, or against earlier runs
+    # (suites/performance/test_canary.py, docs/canary.md).
+    "canary": {
+        "samples": Key(
+            (int, float), 1000, help="timed requests per key endpoint and arm (docs/canary.md)"
+        ),
+        "warmup": Key((int, float), 5, help="untimed requests per endpoint and arm first"),
+        "max_requests": Key(
+            (int, float), 12000, help="traffic budget: most requests per arm, warm-up included"
+        ),
+        "min_samples": Key((int, float), 50, help="fewer samples in an arm: inconclusive"),
+        "false_alarm_rate": Key(
+            (int, float), 0.01, help="chance that a healthy release fails a run (Holm-corrected)"
+        ),
+        "allowed_latency_increase": Key(
+            (int, float), 0.10, help="relative latency increase tolerated (0.10 = +10 %)"
+        ),
+        "min_latency_increase_ms": Key(
+            (int, float), 1.0, help="a latency regression is also at least this many ms slower"
+        ),
+        "allowed_error_increase_pp": Key(
+            (int, float), 0.1, help="error-rate increase tolerated, in percentage points"
+        ),
+        "critical_metrics": Key(
+            (list, str),
+            "*",
+            help="metrics (fnmatch: lessons:latency, *:errors) whose "
+            "regression fails the gate whatever the score",
+        ),
+        "pass_score": Key((int, float), 95.0, help="Kayenta-style score (0-100) to pass"),
+        "marginal_score": Key((int, float), 75.0, help="score below which the canary fails"),
+        "gating": Key(bool, True, help="a failed canary judgement fails the gate"),
+        "instance_header": Key(
+            str, "", help="edge header routing a request to one instance (instance arms)"
+        ),
+        "baseline_ca_file": Key(
+            str, "", help="PEM bundle the baseline arm is verified with (default: ca_file)"
+        ),
+        "baseline_instance": Key(str, "", help="instance_header value of the baseline arm"),
+        "canary_instance": Key(str, "", help="instance_header value of the canary arm"),
+        "relative_criteria": Key(
+            (list, str),
+            "",
+            help="--compare-with criteria, Keptn-style: 'p95 <= +10%', "
+            "'errors <= +0.1pp' (default: the allowed increases above)",
+        ),
+        "record_history": Key(bool, False, help="store every run's samples (history dir)"),
+    },
     # Core Web Vitals measured in Chromium (suites/performance/test_web_vitals.py).
     "vitals": {
         "runs": Key((int, float), 3, help="page loads per page; the median is judged"),
@@ -363,6 +448,10 @@ class Target:
     description: str = ""
     ca_file: str = ""
     http_url: str = ""
+    rollout_timeout_s: float = 300.0
+    rollout_stable_probes: float = 3
+    instance_repeats: float = 6
+    baseline_url: str = ""
     settings: Mapping[str, Any] = field(default_factory=dict)
     sections: Mapping[str, Section] = field(default_factory=dict)
     source: str = DEFAULT_TARGETS_FILE
@@ -462,9 +551,22 @@ def _unknown(
     )
 
 
-def _overrides(name: str, environ: Mapping[str, str]) -> dict[str, str]:
-    prefix = f"{ENV_PREFIX}{name.upper().replace('-', '_')}_"
-    return {k[len(prefix) :].lower(): v for k, v in environ.items() if k.startswith(prefix)}
+def _env_prefix(name: str) -> str:
+    return f"{ENV_PREFIX}{name.upper().replace('-', '_')}_"
+
+
+def _overrides(
+    name: str, environ: Mapping[str, str], others: tuple[str, ...] = ()
+) -> dict[str, str]:
+    """``POSTDEPLOY_<NAME>_*`` variables, except those of a target whose name extends this
+    one's (``POSTDEPLOY_LOCAL_PROD_URL`` belongs to ``local-prod``, not to ``local``)."""
+    prefix = _env_prefix(name)
+    longer = [_env_prefix(o) for o in others if _env_prefix(o).startswith(prefix) and o != name]
+    return {
+        k[len(prefix) :].lower(): v
+        for k, v in environ.items()
+        if k.startswith(prefix) and not any(k.startswith(p) for p in longer)
+    }
 
 
 def _build_target(
@@ -473,6 +575,7 @@ def _build_target(
     defaults: Mapping[str, Any],
     source: str,
     environ: Mapping[str, str],
+    others: tuple[str, ...] = (),
 ) -> Target:
     where = f"[targets.{name}]"
     platform = raw.get("platform", defaults.get("platform"))
@@ -499,7 +602,7 @@ def _build_target(
             else:
                 raise _unknown(source, layer_where, key, [*top_keys, *SECTIONS])
 
-    env = _overrides(name, environ)
+    env = _overrides(name, environ, others)
     for env_key, raw_value in sorted(env.items()):
         env_where = f"{ENV_PREFIX}{name.upper()}_{env_key.upper()}"
         section = next((s for s in SECTIONS if env_key.startswith(s + "_")), None)
@@ -548,10 +651,16 @@ def _build_target(
                 section_values[key] = spec.default
         sections[section] = Section(section, section_values)
 
+    if platform == "local" and values["shape"] not in LOCAL_SHAPES:
+        raise ConfigError(
+            f"{source}: {where} shape = {values['shape']!r} is unknown; "
+            f"valid shapes: {', '.join(LOCAL_SHAPES)}"
+        )
     url = values.pop("url")
     _check_url(url, source, f"{where} url")
-    if values["http_url"]:
-        _check_url(values["http_url"], source, f"{where} http_url")
+    for optional_url in ("http_url", "baseline_url"):
+        if values[optional_url]:
+            _check_url(values[optional_url], source, f"{where} {optional_url}")
     common = {k: values.pop(k) for k in list(values) if k in TARGET_KEYS}
     common.pop("platform")
     return Target(
@@ -622,7 +731,7 @@ def load_targets(
             raise ConfigError(f"{source}: 'all' is reserved and cannot name a target")
         if not isinstance(raw, Mapping):
             raise ConfigError(f"{source}: targets.{name} must be a table ([targets.{name}])")
-        targets[name] = _build_target(name, raw, defaults, source, environ)
+        targets[name] = _build_target(name, raw, defaults, source, environ, tuple(raw_targets))
     return TargetsFile(file, targets)
 
 

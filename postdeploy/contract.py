@@ -239,3 +239,43 @@ VITALS_INTERACTIONS: dict[str, str] = {
 }
 #: What the lesson page shows once the learning session is stored.
 LESSON_COMPLETED_TEXT = "Lesson completed"
+
+
+@dataclass(frozen=True)
+class KeyEndpoint:
+    """A key endpoint as a user meets it: what to send and the status a healthy app answers."""
+
+    name: str
+    method: str
+    path: str
+    status: int = 200
+    login: bool = False
+    body: tuple[tuple[str, object], ...] = ()
+
+    @property
+    def label(self) -> str:
+        return f"{self.method} {self.path}"
+
+
+#: The key endpoints and pages (the SLO list) the canary judge compares. Login is left out:
+#: it is rate limited per account (10 a minute).
+KEY_ENDPOINTS: tuple[KeyEndpoint, ...] = (
+    KeyEndpoint("health", "GET", PATHS.health),
+    KeyEndpoint("lessons", "GET", PATHS.content),
+    KeyEndpoint("lesson", "GET", PATHS.lesson(1)),
+    KeyEndpoint("me", "GET", PATHS.me, login=True),
+    KeyEndpoint("progress", "GET", PATHS.progress, login=True),
+    KeyEndpoint("profile", "GET", PATHS.profile, login=True),
+    KeyEndpoint(
+        "record-session",
+        "POST",
+        PATHS.session,
+        status=201,
+        login=True,
+        body=(("content_id", 1), ("duration_s", 60), ("score", 80)),
+    ),
+    KeyEndpoint("landing-page", "GET", PATHS.page_home),
+    KeyEndpoint("login-page", "GET", PATHS.page_login),
+    KeyEndpoint("dashboard-page", "GET", PATHS.page_dashboard),
+    KeyEndpoint("lesson-page", "GET", PATHS.page_lesson(1)),
+)

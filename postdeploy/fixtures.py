@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from postdeploy.config import Target
+    from postdeploy.instances import Route
+    from postdeploy.rollback.base import Instance
+    from postdeploy.rollout import RolloutResult
     from postdeploy.settings import RunSettings
 
 #: Connect timeout of the one reachability probe per target and run.
@@ -101,6 +104,42 @@ def expected_version(request: pytest.FixtureRequest, target: Target) -> str | No
     return lifecycle_of(target).current_app_version()
 
 
+@pytest.fixture(scope="session")
+def instances(target: Target) -> list[Instance]:
+    """The instances serving the target, as its platform driver lists them (maybe none)."""
+    from postdeploy.instances import list_instances
+
+    return list_instances(target)
+
+
+@pytest.fixture(scope="session")
+def instance_routes(target: Target, instances: list[Instance]) -> list[Route]:
+    """How a per-instance check reaches each instance (or repeats, where it cannot)."""
+    from postdeploy.instances import routes
+
+    return routes(target, instances)
+
+
+@pytest.fixture(scope="session")
+def rollout(request: pytest.FixtureRequest, target: Target) -> RolloutResult | None:
+    """With ``--expect-version``: the wait until every instance reports it (None without)."""
+    from postdeploy.instances import list_instances, routes
+    from postdeploy.rollout import wait_for_rollout
+
+    expected = _settings(request.config).expect_version
+    if not expected:
+        return None
+    with new_client(target) as client:
+        return wait_for_rollout(
+            client,
+            expected,
+            lambda: list_instances(target),
+            lambda found: routes(target, found),
+            timeout_s=target.rollout_timeout_s,
+            stable_probes=max(int(target.rollout_stable_probes), 1),
+        )
+
+
 @pytest.fixture
 def recorder(request: pytest.FixtureRequest) -> Recorder:
     """Records this test's HTTP exchanges (redacted) for the report."""
@@ -110,8 +149,13 @@ def recorder(request: pytest.FixtureRequest) -> Recorder:
 
 
 @pytest.fixture
-def api(target: Target, recorder: Recorder) -> Iterator[httpx.Client]:
-    """An HTTP client for the target: its base URL, CA, timeouts; every exchange recorded."""
+def api(
+    target: Target, recorder: Recorder, rollout: RolloutResult | None
+) -> Iterator[httpx.Client]:
+    """An HTTP client for the target: its base URL, CA, timeouts; every exchange recorded.
+
+    With ``--expect-version`` the first one waits for the rollout to finish (``rollout``).
+    """
     with new_client(target, recorder) as client:
         yield client
 

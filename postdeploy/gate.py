@@ -39,6 +39,8 @@ PROP_QUARANTINED = "postdeploy_quarantined"
 PROP_ATTEMPTS = "postdeploy_attempts"
 #: The failure of the first attempt when the test was rerun.
 PROP_FIRST_FAILURE = "postdeploy_first_failure"
+#: A canary judgement of the test (``postdeploy.performance.judge.Judgement.to_dict``).
+PROP_CANARY = "postdeploy_canary"
 #: The back end that failed a broken test, ``"system: how"`` (:class:`BackendError`).
 PROP_BACKEND = "postdeploy_backend"
 #: Longest failure message kept in the verdict.
@@ -177,6 +179,8 @@ class TargetResults:
     quarantined: dict[str, str] = field(default_factory=dict)
     #: rerun test -> (attempts, the first attempt's failure)
     reruns: dict[str, tuple[int, str]] = field(default_factory=dict)
+    #: canary judgements made against this target, each with the test that made it
+    canary: list[dict[str, Any]] = field(default_factory=list)
 
     def record(
         self,

@@ -27,6 +27,7 @@ from postdeploy.gate import (
     classify,
 )
 from postdeploy.performance.load import load_profile_option, load_workers_option
+from postdeploy.performance.options import compare_with_option
 from postdeploy.rootdir import locate_targets_file
 from postdeploy.settings import CATEGORY_FOLDERS, SETTINGS_KEY, RunSettings, new_run_id
 
@@ -156,6 +157,29 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="N",
         help="Run Locust distributed: one master and N worker processes (default: the "
         "target's [load] workers, 0 = one process)",
+    )
+    group.addoption(
+        "--baseline",
+        dest="postdeploy_baseline",
+        default=None,
+        metavar="URL",
+        help="The stable release the canary judge compares with (default: the target's "
+        "baseline_url; one target only)",
+    )
+    group.addoption(
+        "--compare-with",
+        dest="postdeploy_compare_with",
+        default=None,
+        type=compare_with_option,
+        metavar="previous[:K]",
+        help="Judge the run against the last K passing runs in the history (default K: 1)",
+    )
+    group.addoption(
+        "--history-dir",
+        dest="postdeploy_history_dir",
+        default=None,
+        metavar="DIR",
+        help="Where runs' samples are stored and read (default: history/ in the state dir)",
     )
 
 

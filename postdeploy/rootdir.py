@@ -49,7 +49,11 @@ def misread_option(
         if not option.startswith("-") or "=" in option or value.startswith("-"):
             continue
         path = invocation_dir / value  # an absolute value stays as it is
-        if path.exists() and _inside(path.resolve(), rootdir):
+        try:
+            misread = path.exists() and _inside(path.resolve(), rootdir)
+        except (OSError, ValueError):  # a value that cannot be a path (-k EXPR, too long)
+            continue
+        if misread:
             return option, value
     return None
 

@@ -17,6 +17,7 @@ import pytest
 from postdeploy.gate import (
     PROP_ATTEMPTS,
     PROP_BACKEND,
+    PROP_CANARY,
     PROP_CATEGORY,
     PROP_FIRST_FAILURE,
     PROP_GATING,
@@ -156,6 +157,8 @@ class ValidationRun:
         quarantined = props.get(PROP_QUARANTINED)
         if quarantined:
             results.note_quarantined(report.nodeid, str(quarantined))
+        if props.get(PROP_CANARY) and report.when == "call":
+            results.canary.append({"test": report.nodeid, **props[PROP_CANARY]})
         if props.get(PROP_ATTEMPTS):
             results.note_rerun(
                 report.nodeid, int(props[PROP_ATTEMPTS]), str(props.get(PROP_FIRST_FAILURE, ""))

@@ -58,6 +58,10 @@ def prod_env():
 
 def test_a_rolling_rollback_keeps_the_app_available(prod_env):
     prod_env.platform.deploy("1.0.0")
+    # the gate of the good release writes the data marker the verification reads back (the
+    # bad release cannot log in to write one)
+    good = prod_env.run("-m", "gating", "--rollback", "auto", suites=SUITES)
+    assert good.returncode == 0, good.output[-3000:]
     prod_env.platform.deploy("2.0.0", ["login_broken"])
     run = prod_env.run("-m", "gating", "--rollback", "auto", suites=SUITES)
     rollback = run.target(TARGET)["rollback"]

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from postdeploy.config import find_targets_file
-from postdeploy.rootdir import rootdir_problem
+from postdeploy.rootdir import misread_option, rootdir_problem
 
 REPO = Path(__file__).resolve().parents[1]
 #: The issue's bar: the whole default run against an unreachable target, in lines of output.
@@ -241,3 +241,9 @@ def test_a_path_to_test_inside_the_rootdir_explains_it(tmp_path):
     message = rootdir_problem(rootdir=project, found=None, args=args[1:], invocation_dir=here)
     assert message is not None
     assert f"write --targets-file={project / 't.toml'}" in message
+
+
+def test_a_value_that_cannot_be_a_path_is_not_a_misread_option(tmp_path):
+    # `-k EXPR` with a long expression: checking it as a path must not crash the run
+    args = ["-k", "x" * 5000, "--target", "local"]
+    assert misread_option(args, tmp_path, tmp_path) is None

@@ -114,6 +114,8 @@ class Notification:
     run_id: str = ""
     #: computed from the verdict and the rollback (or from ``sev``) when not given
     severity: str = ""
+    #: the canary judge's regressions, one line each (metric, arms, effect, interval, p)
+    canary: Sequence[str] = ()
     event: str = Event.SUMMARY
     #: the incident severity level (1-3), None when there is no incident
     sev: int | None = None
@@ -126,6 +128,7 @@ class Notification:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "failing_checks", tuple(self.failing_checks))
+        object.__setattr__(self, "canary", tuple(self.canary))
         object.__setattr__(self, "rollback", dict(self.rollback))
         object.__setattr__(self, "sev_reasons", tuple(self.sev_reasons))
         object.__setattr__(self, "details", tuple(self.details))
@@ -216,6 +219,7 @@ class Notification:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["failing_checks"] = list(self.failing_checks)
+        data["canary"] = list(self.canary)
         data["sev_reasons"] = list(self.sev_reasons)
         data["details"] = list(self.details)
         data.update(summary=self.summary, dedup_key=self.dedup_key)
@@ -347,6 +351,12 @@ def slack_payload(n: Notification) -> dict[str, Any]:
         blocks.append({"type": "section", "text": {
             "type": "mrkdwn", "text": f"*Failing checks*\n{listed}"[:SLACK_SECTION_MAX],
         }})  # fmt: skip
+    if n.canary:
+        listed = "\n".join(f"• {line}" for line in n.canary[:MAX_LISTED_CHECKS])
+        more = len(n.canary) - MAX_LISTED_CHECKS
+        listed += f"\n…and {more} more" if more > 0 else ""
+        text = f"*Canary regressions*\n{listed}"[:SLACK_SECTION_MAX]
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
     if n.rollback_line:
         rollback = f"*Rollback*\n{n.rollback_line}"[:SLACK_SECTION_MAX]
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": rollback}})
@@ -388,6 +398,7 @@ def pagerduty_event(n: Notification, routing_key: str) -> dict[str, Any]:
                 "timeline": list(n.details),
                 "verdict": n.verdict,
                 "failing_checks": list(n.failing_checks),
+                "canary_regressions": list(n.canary),
                 "rollback": n.rollback_line or "none",
                 "release": n.release_name,
                 "run_id": n.run_id,

@@ -229,6 +229,7 @@ class Notifier:
         notification = self._notification(
             target, Event.SUMMARY, entry["gate"], failing, rollback, assessment, release
         )
+        notification = dataclasses.replace(notification, canary=canary_lines(entry))
         broken_by = backend_lines(failures)
         if broken_by:
             notification = dataclasses.replace(
@@ -312,6 +313,16 @@ class Notifier:
                 {"event": str(n.event), "channel": r.channel, "ok": r.ok, "message": r.message}
                 for r in results
             ]
+
+
+def canary_lines(entry: Mapping[str, Any]) -> list[str]:
+    """The canary judge's regressions of a verdict entry, one line each."""
+    return [
+        metric["summary"]
+        for judgement in entry.get("canary") or []
+        for metric in judgement.get("metrics", [])
+        if metric.get("classification") == "regression"
+    ]
 
 
 def announce(

@@ -78,6 +78,7 @@ def target_verdict(
             for nodeid, entry in sorted(results.quarantined.items())
         ],
         "rollback": rollback.to_dict() if rollback else None,
+        "canary": results.canary,
         "severity": assess_results(
             target, results, rollback.to_dict() if rollback else None
         ).to_dict(),
@@ -178,6 +179,12 @@ def summary_lines(verdict: dict[str, Any], secrets: Iterable[str] = ()) -> list[
             why = "; ".join(severity.get("reasons", [])[:3])
             lines.append(f"{name:<10} severity: {severity['label']} ({pages}) - {why}")
         lines += _rollback_lines(name, data, mode)
+        for judgement in data.get("canary") or []:
+            lines += [
+                f"{name:<10} canary regression: {metric['summary']}"
+                for metric in judgement.get("metrics", [])
+                if metric.get("classification") == "regression"
+            ]
         reruns = {r["test"]: r for r in data.get("reruns", [])}
         for test in data.get("flaky", []):
             rerun = reruns.get(test, {})

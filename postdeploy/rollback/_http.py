@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from postdeploy.redact import public_host, redact_text
-from postdeploy.rollback.base import DriverError, DriverUnavailable, LifecycleDefaults
+from postdeploy.rollback.base import DriverError, DriverUnavailable, Instance, LifecycleDefaults
 
 if TYPE_CHECKING:
     from postdeploy.config import Target
@@ -234,6 +234,10 @@ class RestDriver(LifecycleDefaults):
 
     def logs(self, limit: int = 200) -> list[str]:
         """Recent log lines; this driver does not read the platform's logs."""
+        return []
+
+    def instances(self) -> list[Instance]:
+        """This platform offers no way to send a request to one instance: none listed."""
         return []
 
     def close(self) -> None:

@@ -51,6 +51,7 @@ from postdeploy.rollback.base import (
     Call,
     DriverError,
     DriverUnavailable,
+    Instance,
     LifecycleDefaults,
     Release,
     log_line,
@@ -382,3 +383,7 @@ class EcsDriver(LifecycleDefaults):
             for e in events
         ]
         return lines[-limit:] if limit else []
+
+    def instances(self) -> list[Instance]:
+        """An ALB cannot be told to send a request to one ECS task: none listed."""
+        return []

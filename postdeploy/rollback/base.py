@@ -64,6 +64,29 @@ class Release:
 
 
 @dataclass(frozen=True)
+class Instance:
+    """One instance (a machine, a replica, a process) serving the target now.
+
+    ``headers`` route a request sent to the target's URL to this instance only (Fly.io's
+    ``fly-force-instance-id``, the local production shape's ``X-Postdeploy-Instance``); empty
+    when the platform cannot address it, then a check reaches it only by repetition.
+    """
+
+    id: str
+    version: str = ""
+    state: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def addressable(self) -> bool:
+        return bool(self.headers)
+
+    def describe(self) -> str:
+        return f"instance {self.id}" + (f" ({self.version})" if self.version else "")
+
+
+@dataclass(frozen=True)
 class Call:
     """A platform call the driver makes (or would make, in a dry run), safe to print."""
 
@@ -181,6 +204,9 @@ class RollbackDriver(PlatformLifecycle, Protocol):
         from the last :data:`LOG_WINDOW_S` seconds where the platform can filter by time,
         within the target's timeouts. :class:`DriverError` when the platform refused or the
         target names no log source (:class:`DriverUnavailable`, with the setting to fix)."""
+
+    def instances(self) -> Sequence[Instance]:
+        """The instances serving now; empty where the platform cannot tell or address them."""
 
 
 def previous_good(releases: Sequence[Release], current: Release) -> Release | None:

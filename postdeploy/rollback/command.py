@@ -38,6 +38,7 @@ from postdeploy.rollback.base import (
     Call,
     DriverError,
     DriverUnavailable,
+    Instance,
     LifecycleDefaults,
     Release,
 )
@@ -220,3 +221,7 @@ class CommandDriver(LifecycleDefaults):
             )
         lines = [line for line in done.stdout.splitlines() if line.strip()]
         return lines[-limit:] if limit else []
+
+    def instances(self) -> list[Instance]:
+        """A user command cannot address instances: none listed."""
+        return []

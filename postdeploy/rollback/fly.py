@@ -10,6 +10,9 @@ deploying the last good image again:
   included) and creates a new release that runs REF
 - wait:     ``fly releases`` until the newest release runs REF with status ``complete``
 - logs:     ``fly logs --app A --no-tail --json`` - the buffered lines, JSON lines
+- instances: the Machines API, ``GET /v1/apps/{app}/machines`` (``machines_api_url``, bearer
+  token): the started machines of the app's process group; a request reaches one machine
+  through the app's URL with the ``fly-force-instance-id: MACHINE_ID`` header
 
 The token goes to flyctl as ``FLY_API_TOKEN`` in its environment, never on its command line.
 """
@@ -23,10 +26,13 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import httpx
+
 from postdeploy.rollback._http import (
     DEFAULT_POLL_INTERVAL_S,
     DEFAULT_WAIT_TIMEOUT_S,
     Clock,
+    RestDriver,
     Sleep,
     TransientDriverError,
     rollback_setting,
@@ -38,6 +44,7 @@ from postdeploy.rollback.base import (
     Call,
     DriverError,
     DriverUnavailable,
+    Instance,
     LifecycleDefaults,
     Release,
     log_line,
@@ -55,6 +62,12 @@ API_CALLS_PER_QUERY = 3
 RELEASES_FRESH_S = 5.0
 COMPLETE = "complete"
 FAILED = frozenset({"failed", "interrupted"})
+#: Fly's proxy routes a request carrying this header to the machine it names.
+FORCE_INSTANCE_HEADER = "fly-force-instance-id"
+MACHINES_API_URL = "https://api.machines.dev"
+STARTED = "started"
+#: The process group that serves HTTP (fly.toml's default).
+APP_PROCESS_GROUP = "app"
 INSTALL_HINT = "install flyctl (https://fly.io/docs/flyctl/install/) or set flyctl in targets.toml"
 
 #: flyctl's error words -> what to do.
@@ -92,6 +105,52 @@ def _release(item: Mapping[str, Any]) -> Release:
     )
 
 
+def _instance(machine: Mapping[str, Any]) -> Instance:
+    config = machine.get("config") or {}
+    metadata = config.get("metadata") or {}
+    image = machine.get("image_ref") or {}
+    release = metadata.get("fly_release_version")
+    return Instance(
+        id=str(machine.get("id", "")),
+        version=f"v{release}" if release else str(image.get("tag") or ""),
+        state=str(machine.get("state", "")),
+        headers={FORCE_INSTANCE_HEADER: str(machine.get("id", ""))},
+        extra={
+            key: value
+            for key, value in (
+                ("region", machine.get("region")),
+                ("name", machine.get("name")),
+                ("image", f"{image.get('repository', '')}:{image.get('tag', '')}".strip(":")),
+            )
+            if value
+        },
+    )
+
+
+class MachinesAPI(RestDriver):
+    """Fly.io's Machines API (REST, bearer token): only what the driver reads from it."""
+
+    platform = "fly"
+
+    def __init__(self, target: Target, transport: httpx.BaseTransport | None = None) -> None:
+        super().__init__(target, transport=transport)
+        self.api_url = str(target.settings.get("machines_api_url") or MACHINES_API_URL).rstrip("/")
+        self.token_env = str(target.settings.get("token_env") or FLYCTL_TOKEN_VAR)
+        self.app = str(target.settings.get("app", ""))
+
+    def not_found_hint(self) -> str:
+        return f"the Machines API knows no app {self.app!r}; check app in targets.toml"
+
+    def machines(self) -> list[dict[str, Any]]:
+        body = self._request("GET", f"/v1/apps/{self.app}/machines", what="listing machines")
+        if not isinstance(body, list):
+            raise DriverError(
+                f"fly: listing machines of {self.app!r} answered {type(body).__name__}, "
+                "expected a list of machines; is machines_api_url the Machines API?"
+            )
+        return [m for m in body if isinstance(m, dict)]
+
+
 class FlyDriver(LifecycleDefaults):
     platform = "fly"
 
@@ -101,8 +160,10 @@ class FlyDriver(LifecycleDefaults):
         *,
         clock: Clock = time.monotonic,
         sleep: Sleep = time.sleep,
+        machines_transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.target = target
+        self.machines_api = MachinesAPI(target, machines_transport)
         self.clock = clock
         self.sleep = sleep
         self.flyctl = str(target.settings.get("flyctl") or "fly")
@@ -285,6 +346,19 @@ class FlyDriver(LifecycleDefaults):
                 continue
             lines.append(log_line(stamp, entry.get("message")))
         return lines[-limit:]
+
+    def instances(self) -> list[Instance]:
+        """The app's started machines, each addressed with ``fly-force-instance-id``."""
+        serving = [
+            m
+            for m in self.machines_api.machines()
+            if m.get("state") == STARTED
+            and ((m.get("config") or {}).get("metadata") or {}).get(
+                "fly_process_group", APP_PROCESS_GROUP
+            )
+            == APP_PROCESS_GROUP
+        ]
+        return [_instance(m) for m in serving]
 
 
 def _before(stamp: str, since: dt.datetime) -> bool:

@@ -26,10 +26,12 @@ from postdeploy.local.platform import (
     LocalPlatformError,
     LocalRelease,
 )
+from postdeploy.local.shapes import platform_for
 from postdeploy.rollback.base import (
     Call,
     DriverError,
     DriverUnavailable,
+    Instance,
     LifecycleDefaults,
     PlatformServices,
     Release,
@@ -114,7 +116,7 @@ class LocalDriver(LifecycleDefaults):
 
     def __init__(self, target: Target, platform: LocalPlatform | None = None) -> None:
         self.target = target
-        self.local = platform or LocalPlatform(target.url)
+        self.local = platform or platform_for(target)
 
     # -- the run's lifecycle ---------------------------------------------------------------
 
@@ -159,10 +161,15 @@ class LocalDriver(LifecycleDefaults):
         return _release(status.release)
 
     def plan(self, to: Release) -> Sequence[Call]:
+        how = (
+            "instance by instance, replacing"
+            if getattr(self.local, "shape", "") == "production"
+            else "stopping"
+        )
         return [
             Call(
                 f"postdeploy local: redeploy release {to.id} ({to.ref}) on {self.local.url}, "
-                f"stopping release {self.current().id}"
+                f"{how} release {self.current().id}"
             )
         ]
 
@@ -194,3 +201,26 @@ class LocalDriver(LifecycleDefaults):
 
     def logs(self, limit: int = 200) -> Sequence[str]:
         return self.local.logs(limit)
+
+    def instances(self) -> list[Instance]:
+        """The production shape's instances, each addressed through the edge's routing
+        header; the single-process shape is one instance, reached at the URL itself."""
+        from postdeploy.local.production import ProductionPlatform
+
+        current = self.local.current()
+        if current is None:
+            return []
+        if isinstance(self.local, ProductionPlatform):
+            from postdeploy.local.nginx import INSTANCE_HEADER
+
+            return [
+                Instance(
+                    id=item.id,
+                    version=item.version,
+                    state="started",
+                    headers={INSTANCE_HEADER: item.id},
+                    extra={"release": item.release_id, "port": item.port},
+                )
+                for item in self.local.read_instances()
+            ]
+        return [Instance(id="1", version=current.version, state="started")]

@@ -6,20 +6,26 @@ import pytest
 
 from postdeploy.contract import PATHS, SESSION_COOKIE
 from postdeploy.expect import expect_error, expect_fields, expect_status, json_body
+from postdeploy.instances import check_each
 
 
 @pytest.mark.gating
-def test_login_returns_a_bearer_token_and_a_session_cookie(api, new_user):
+def test_login_returns_a_bearer_token_and_a_session_cookie(api, new_user, instance_routes):
     user = new_user.register()
-    response = api.post(PATHS.login, json=user.credentials)
-    expect_status(response, 200, what="logging in with valid credentials")
-    body = json_body(response)
-    expect_fields(body, ("access_token", "token_type", "expires_in"), f"POST {PATHS.login}")
-    assert body["token_type"].lower() == "bearer", f"token_type is {body['token_type']!r}"
-    assert SESSION_COOKIE in response.cookies, (
-        f"POST {PATHS.login} set no {SESSION_COOKIE!r} cookie; Set-Cookie headers: "
-        f"{len(response.headers.get_list('set-cookie'))}"
-    )
+
+    def login(route):
+        response = api.post(PATHS.login, json=user.credentials, headers=route.headers)
+        api.cookies.clear()
+        expect_status(response, 200, what="logging in with valid credentials")
+        body = json_body(response)
+        expect_fields(body, ("access_token", "token_type", "expires_in"), f"POST {PATHS.login}")
+        assert body["token_type"].lower() == "bearer", f"token_type is {body['token_type']!r}"
+        assert SESSION_COOKIE in response.cookies, (
+            f"POST {PATHS.login} set no {SESSION_COOKIE!r} cookie; Set-Cookie headers: "
+            f"{len(response.headers.get_list('set-cookie'))}"
+        )
+
+    check_each(instance_routes, login)
 
 
 @pytest.mark.gating

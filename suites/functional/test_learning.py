@@ -6,6 +6,7 @@ import pytest
 
 from postdeploy.contract import LEARNING_STYLES, PATHS
 from postdeploy.expect import expect_error, expect_fields, expect_status, json_body
+from postdeploy.instances import check_each
 
 LESSON_FIELDS = ("id", "title", "learning_style", "body")
 
@@ -39,32 +40,40 @@ def test_an_unknown_lesson_is_not_found(api):
 
 
 @pytest.mark.gating
-def test_a_learning_session_is_recorded_and_progress_reflects_it(api, new_user):
+def test_a_learning_session_is_recorded_and_progress_reflects_it(api, new_user, instance_routes):
     user = new_user()
     lesson = _lessons(api)[0]
-    before = json_body(api.get(PATHS.progress, headers=user.auth))
 
-    response = api.post(
-        PATHS.session,
-        headers=user.auth,
-        json={"content_id": lesson["id"], "duration_s": 120, "score": 90},
-    )
-    expect_status(response, 201, what="recording a learning session")
+    def recorded(route):
+        before = json_body(api.get(PATHS.progress, headers={**user.auth, **route.headers}))
+        response = api.post(
+            PATHS.session,
+            headers={**user.auth, **route.headers},
+            json={"content_id": lesson["id"], "duration_s": 120, "score": 90},
+        )
+        expect_status(response, 201, what="recording a learning session")
 
-    # Read back through a new login, so nothing cached with the first token can answer.
-    new_user.login(user)
-    response = api.get(PATHS.progress, headers=user.auth)
-    expect_status(response, 200)
-    after = json_body(response)
-    assert after["sessions"] == before["sessions"] + 1, (
-        f"progress did not count the new session: sessions {before['sessions']} before, "
-        f"{after['sessions']} after (data not persisted?)"
-    )
-    assert after["total_time_s"] == before["total_time_s"] + 120, (
-        f"total time went from {before['total_time_s']} to {after['total_time_s']}, expected +120 s"
-    )
-    assert after["completed_lessons"] >= 1
-    assert after["average_score"] == pytest.approx(90), f"average score {after['average_score']}"
+        # Read back through a new login, so nothing cached with the first token can answer.
+        login = api.post(PATHS.login, json=user.credentials, headers=route.headers)
+        api.cookies.clear()
+        expect_status(login, 200, what="logging in again to read progress back")
+        fresh = {"Authorization": f"Bearer {json_body(login)['access_token']}"}
+        response = api.get(PATHS.progress, headers={**fresh, **route.headers})
+        expect_status(response, 200)
+        after = json_body(response)
+        assert after["sessions"] == before["sessions"] + 1, (
+            f"progress did not count the new session: sessions {before['sessions']} before, "
+            f"{after['sessions']} after (data not persisted?)"
+        )
+        assert after["total_time_s"] == before["total_time_s"] + 120, (
+            f"total time went from {before['total_time_s']} to {after['total_time_s']}, "
+            "expected +120 s"
+        )
+        assert after["completed_lessons"] >= 1
+        average = after["average_score"]
+        assert average == pytest.approx(90), f"average score {average}"
+
+    check_each(instance_routes, recorded)
 
 
 def test_a_session_for_unknown_content_is_refused(api, user):

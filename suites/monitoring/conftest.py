@@ -76,23 +76,26 @@ def required_alert_rules(monitoring: Section) -> list[str]:
 # -- synthetic traffic ----------------------------------------------------------------------
 
 
-SendSynthetic = Callable[["httpx.Client", int, str], list[str]]
+SendSynthetic = Callable[..., list[str]]
 
 
 @pytest.fixture(scope="session")
 def send_synthetic(run_id: str) -> SendSynthetic:
-    """``send(client, count, label)``: ``count`` GETs of SYNTHETIC_PATH with unique request ids,
-    marked synthetic (:data:`SYNTHETIC_HEADER`) so the app's metrics count them apart.
+    """``send(client, count, label, headers=None)``: ``count`` GETs of SYNTHETIC_PATH with
+    unique request ids, marked synthetic (:data:`SYNTHETIC_HEADER`) so the app's metrics count
+    them apart (and ``headers``, e.g. the ones that address one instance).
 
     Any answer counts (the checks look for the requests, not for their status).
     """
 
-    def send(client: httpx.Client, count: int, label: str) -> list[str]:
+    def send(
+        client: httpx.Client, count: int, label: str, headers: dict[str, str] | None = None
+    ) -> list[str]:
         sent = []
         for _ in range(count):
             request_id = f"pd-{run_id}-{label}-{secrets.token_hex(4)}"
-            headers = {REQUEST_ID_HEADER: request_id, SYNTHETIC_HEADER: run_id}
-            client.get(SYNTHETIC_PATH, headers=headers)
+            marked = {REQUEST_ID_HEADER: request_id, SYNTHETIC_HEADER: run_id}
+            client.get(SYNTHETIC_PATH, headers={**(headers or {}), **marked})
             sent.append(request_id)
         return sent
 

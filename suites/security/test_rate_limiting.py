@@ -74,3 +74,48 @@ def _login_until_refused(api, target, run_id) -> None:
     assert response is not None
     problem = retry_after_problem(response.headers.get("retry-after"))
     assert problem is None, f"POST {PATHS.login} attempt {attempt}: {problem}: {quote(response)}"
+
+
+def _clients(value) -> list[str]:
+    items = value if isinstance(value, list) else str(value).split(",")
+    return [item.strip() for item in items if str(item).strip()]
+
+
+def test_the_login_limit_is_per_client_behind_the_edge(api, target, run_id):
+    """One client using up the login limit of an address must not lock out another client.
+
+    A limiter behind a proxy that keys on the connection's address (the proxy's) instead of the
+    forwarded client's makes every client one: a classic production defect. The check needs
+    two client addresses, which the harness can present only where the edge trusts its own
+    address as a proxy (the local production shape): ``security.forwarded_clients``.
+    """
+    clients = _clients(target.security.forwarded_clients)
+    if len(clients) < 2:
+        pytest.skip(
+            "needs two client addresses: set security.forwarded_clients where the edge trusts "
+            "the harness's address (the local production shape), or run from two hosts"
+        )
+    first, second = clients[:2]
+    limit = int(target.security.rate_limit_login)
+    budget = limit + int(target.security.rate_limit_margin)
+    address = f"{SYNTHETIC_PREFIX}{run_id}-perclient-{secrets.token_hex(4)}@{SYNTHETIC_DOMAIN}"
+    attempt = {"email": address, "password": WRONG_PASSWORD}
+    statuses: list[int] = []
+    for _ in range(budget):
+        response = api.post(PATHS.login, json=attempt, headers={"X-Forwarded-For": first})
+        statuses.append(response.status_code)
+        if response.status_code == RATE_LIMITED:
+            break
+    if RATE_LIMITED not in statuses:
+        pytest.skip(
+            f"client {first} was never limited in {budget} failed logins (statuses "
+            f"{', '.join(map(str, statuses))}): test_login_is_rate_limited_with_retry_after "
+            "judges that; whether limits are per client cannot be told"
+        )
+    other = api.post(PATHS.login, json=attempt, headers={"X-Forwarded-For": second})
+    assert other.status_code != RATE_LIMITED, (
+        f"POST {PATHS.login} from client {second} was refused with 429 after client {first} "
+        f"used up the login limit for {address}: the rate limit keys on the proxy's address, "
+        "not the client's, so one client locks everyone behind the edge out "
+        f"(X-Forwarded-For ignored or mis-read): {quote(other)}"
+    )

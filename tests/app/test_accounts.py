@@ -34,6 +34,8 @@ def test_register_twice_with_the_same_email_is_a_conflict(client):
         ("password", "x" * 129),
         ("name", ""),
         ("name", "n" * 101),
+        ("email", "a\x00b@example.com"),  # PostgreSQL refuses NUL in text: never a 500
+        ("name", "nul\x00name"),
     ],
 )
 def test_register_rejects_invalid_input_naming_the_field(client, field, value):
@@ -43,6 +45,15 @@ def test_register_rejects_invalid_input_naming_the_field(client, field, value):
     error = response.json()["error"]
     assert error["code"] == "validation_error"
     assert error["message"].startswith(f"{field}:")
+
+
+def test_a_nul_character_in_the_login_email_is_invalid_input_not_a_server_error(client):
+    response = client.post(
+        "/api/auth/login", json={"email": "a\x00@example.com", "password": "whatever1"}
+    )
+
+    assert response.status_code == 422
+    assert response.json()["error"]["message"].startswith("email:")
 
 
 def test_login_sets_a_hardened_session_cookie(client, account):

@@ -20,8 +20,9 @@ def test_health_reports_the_release_and_a_real_database_check(client):
     assert body["uptime_s"] >= 0
 
 
-def test_health_is_unhealthy_when_the_database_cannot_be_reached(client, tmp_path):
-    client.app.state.services.database.path = str(tmp_path / "missing" / "la.db")
+def test_health_is_unhealthy_when_the_database_cannot_be_reached(client, monkeypatch):
+    database = client.app.state.services.database
+    monkeypatch.setattr(database, "ping", database.unreachable().ping)
 
     response = client.get("/api/health")
 
@@ -107,3 +108,23 @@ def test_fault_wrong_version(new_client):
 
     assert response.status_code == 200
     assert response.json()["version"] != "1.2.3"
+
+
+def test_fault_sqli_500_shows_the_database_error_on_either_back_end(new_client):
+    from postdeploy.security.input_validation import ERROR_SIGNATURES
+
+    client = new_client(LA_FAULTS="sqli_500")
+
+    quoted = {"email": "o'brien@example.com", "password": "whatever"}
+    response = client.post("/api/auth/login", json=quoted)
+
+    assert response.status_code == 500
+    sql_error = dict(ERROR_SIGNATURES)["SQL error text"]
+    assert sql_error.search(response.text), response.text
+
+
+def test_fault_health_lies_on_either_back_end(new_client):
+    client = new_client(LA_FAULTS="health_lies")
+
+    assert client.get("/api/health").json()["status"] == "healthy"
+    assert client.get("/api/learning/content").status_code == 500

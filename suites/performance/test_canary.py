@@ -1,0 +1,127 @@
+"""Performance - Canary: the release is not slower, nor more error-prone, than the stable one.
+
+Absolute SLOs pass a release that is 40 % slower but still quick. These checks judge the
+release *against* a reference, statistically (``postdeploy.performance.judge``; docs/canary.md):
+
+* against a baseline arm (``--baseline URL``, the target's ``baseline_url``, or the instance
+  settings of ``[canary]``): the same requests to both arms, interleaved;
+* against the last K usable runs of the history (``--compare-with previous:K``).
+
+A regression is significant after Holm's correction at the target's run false-alarm rate
+*and* larger than the allowed increase. Both checks gate when ``[canary] gating`` says so.
+Trouble with the baseline or the history, or too few samples, is broken, never failed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import allure
+import pytest
+
+from postdeploy.gate import PROP_CANARY
+from postdeploy.performance import history
+from postdeploy.performance.canary import (
+    CANARY,
+    Arm,
+    arms_for,
+    collect,
+    conclude,
+    criteria_for,
+    paired,
+    plan_for,
+)
+from postdeploy.performance.judge import ArmSamples, Judgement, Result, judge
+from postdeploy.performance.plot import distributions_svg
+
+
+@pytest.fixture
+def canary_gating(request: pytest.FixtureRequest, target) -> None:
+    """The checks are marked gating; ``[canary] gating = false`` takes them out of the gate."""
+    if not target.canary.gating:
+        node = request.node
+        node.own_markers[:] = [m for m in node.own_markers if m.name != "gating"]
+
+
+def _history(config: pytest.Config) -> history.History:
+    option = config.getoption("postdeploy_history_dir")
+    return history.History(Path(option) if option else None)
+
+
+def _profile(config: pytest.Config, target) -> str:
+    return str(config.getoption("postdeploy_load_profile") or target.load.profile)
+
+
+def _report(
+    request: pytest.FixtureRequest,
+    judgement: Judgement,
+    against: str,
+    pairs: dict[str, tuple[ArmSamples, ArmSamples]],
+) -> None:
+    allure.attach(
+        judgement.table(),
+        name=f"canary judgement against {against}",
+        attachment_type=allure.attachment_type.TEXT,
+    )
+    for endpoint in dict.fromkeys(m.endpoint for m in judgement.regressions):
+        if endpoint in pairs:  # the pooled error rate has no distribution of its own
+            allure.attach(
+                distributions_svg(f"{endpoint}: baseline vs canary", *pairs[endpoint]),
+                name=f"{endpoint}: the two arms' latencies",
+                attachment_type=allure.attachment_type.SVG,
+            )
+    request.node.user_properties.append((PROP_CANARY, {"against": against, **judgement.to_dict()}))
+
+
+@pytest.mark.gating
+def test_the_release_is_not_worse_than_its_baseline(request, target, run_id, canary_gating):
+    arms = arms_for(target, request.config.getoption("postdeploy_baseline"))
+    if arms is None:
+        pytest.skip(
+            "not judged: no baseline - pass --baseline URL or set the target's baseline_url "
+            "(or [canary] instance_header with baseline_instance and canary_instance)"
+        )
+    pairs = paired(collect(target, arms, plan_for(target), run_id))
+    judgement = judge(pairs, criteria_for(target))
+    against = arms[0].describe()
+    _report(request, judgement, against, pairs)
+    conclude(judgement, against)
+
+
+@pytest.mark.gating
+def test_the_release_is_not_worse_than_earlier_runs(request, target, run_id, canary_gating):
+    config = request.config
+    k = config.getoption("postdeploy_compare_with")
+    record = bool(target.canary.record_history or config.getoption("postdeploy_history_dir"))
+    if k is None and not record:
+        pytest.skip("not judged: no --compare-with previous[:K] and no run history kept")
+    store = _history(config)
+    profile = _profile(config, target)
+    samples = collect(target, [Arm(CANARY, target.url)], plan_for(target), run_id)
+    current = {name: arms[0] for name, arms in samples.items()}
+    outcome = history.NOT_JUDGED
+    try:
+        if k is None:
+            pytest.skip(
+                f"not judged: this run's samples were stored in {store.root} for later runs; "
+                "pass --compare-with previous[:K] to judge against earlier runs"
+            )
+        earlier = store.baseline(target.name, profile, k, exclude_run=run_id)
+        if len(earlier) < k:
+            pytest.skip(
+                f"not judged: {len(earlier)} usable earlier run(s) of {target.name} with profile "
+                f"{profile!r} and harness {history.harness_version()} in {store.root}, "
+                f"--compare-with asks for {k}"
+            )
+        reference = history.pooled(earlier)
+        pairs = {name: (reference[name], current[name]) for name in current if name in reference}
+        judgement = judge(pairs, criteria_for(target, relative=True))
+        against = f"the last {k} run(s) ({', '.join(run.run_id for run in earlier)})"
+        _report(request, judgement, against, pairs)
+        outcome = {
+            Result.FAIL: history.FAILED,
+            Result.INCONCLUSIVE: history.INCONCLUSIVE,
+        }.get(judgement.result, history.PASSED)
+        conclude(judgement, against)
+    finally:
+        store.record(target.name, profile, run_id, current, outcome)

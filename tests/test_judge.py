@@ -1,0 +1,246 @@
+"""The canary judge on synthetic samples, its configuration, the traffic plan and the history.
+
+Latencies are log-normal (the shape of loopback latencies), seeded: every test is
+deterministic. The false-alarm and power figures come from benchmarks/bench_judge.py on
+recorded latencies; these tests pin the behaviour each figure relies on.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from postdeploy.config import Target
+from postdeploy.performance.canary import (
+    BASELINE,
+    CANARY,
+    Arm,
+    BaselineUnavailable,
+    BudgetTooSmall,
+    CanaryInconclusive,
+    collect,
+    conclude,
+    parse_criteria,
+    plan_traffic,
+)
+from postdeploy.performance.history import History, pooled
+from postdeploy.performance.judge import (
+    ArmSamples,
+    Classification,
+    Criteria,
+    Kind,
+    Result,
+    holm,
+    judge,
+)
+from postdeploy.performance.options import parse_compare_with
+from postdeploy.performance.plot import distributions_svg
+from postdeploy.reporting.channels import Notification, pagerduty_event, slack_payload
+
+from .conftest import REPO
+
+ENDPOINTS = ("health", "lessons", "me", "landing-page")
+N = 200
+MEDIAN_MS = 8.0
+SIGMA = 0.3
+
+
+def arm(rng, n=N, scale=1.0, errors=0, outliers=0) -> ArmSamples:
+    values = rng.lognormal(np.log(MEDIAN_MS), SIGMA, n - errors) * scale
+    values[:outliers] *= 100
+    return ArmSamples.of(values, errors)
+
+
+def healthy(rng, n=N) -> dict[str, tuple[ArmSamples, ArmSamples]]:
+    return {name: (arm(rng, n), arm(rng, n)) for name in ENDPOINTS}
+
+
+def test_two_arms_of_the_same_release_pass_with_a_full_score():
+    judgement = judge(healthy(np.random.default_rng(1)), Criteria(seed=1))
+    assert judgement.result is Result.PASS, judgement.table()
+    assert judgement.score == 100
+    assert len(judgement.metrics) == len(ENDPOINTS) * 4 + 1  # + the pooled error rate
+
+
+def test_one_endpoint_twenty_percent_slower_is_a_regression_naming_it():
+    rng = np.random.default_rng(2)
+    pairs = healthy(rng)
+    pairs["lessons"] = (arm(rng), arm(rng, scale=1.2))
+    judgement = judge(pairs, Criteria(seed=2))
+    assert judgement.result is Result.FAIL
+    latency = next(m for m in judgement.metrics if m.name == "lessons:latency")
+    assert latency.classification is Classification.REGRESSION
+    assert 0.1 < latency.effect < 0.3
+    assert latency.interval[0] < latency.effect < latency.interval[1]
+    assert {m.endpoint for m in judgement.regressions} == {"lessons"}
+    with pytest.raises(AssertionError, match=r"lessons:latency: median .* ms -> .* ms.*\+\d"):
+        conclude(judgement, "the baseline")
+
+
+def test_a_significant_increase_within_the_allowed_one_passes():
+    rng = np.random.default_rng(3)
+    pairs = {name: (arm(rng, 2000), arm(rng, 2000, scale=1.05)) for name in ENDPOINTS}
+    judgement = judge(pairs, Criteria(seed=3))
+    latency = [m for m in judgement.metrics if m.kind is Kind.LATENCY]
+    assert all(m.adjusted_p < 0.01 for m in latency)  # clearly slower ...
+    assert judgement.result is Result.PASS  # ... but by less than the allowed +10 %
+
+
+def test_errors_on_a_zero_error_baseline_are_a_regression():
+    rng = np.random.default_rng(4)
+    pairs = {name: (arm(rng), arm(rng, errors=4)) for name in ENDPOINTS}  # 2 % errors
+    judgement = judge(pairs, Criteria(seed=4))
+    assert judgement.result is Result.FAIL
+    assert [m.name for m in judgement.regressions] == ["all:errors"]
+    assert "errors 0/800 -> 16/800" in judgement.lines()[0]
+
+
+def test_a_few_huge_outliers_are_caught_by_the_tail():
+    rng = np.random.default_rng(5)
+    pairs = healthy(rng)
+    pairs["me"] = (arm(rng), arm(rng, outliers=14))  # 7 % of requests 100x slower
+    judgement = judge(pairs, Criteria(seed=5))
+    assert judgement.result is Result.FAIL
+    kinds = {m.kind for m in judgement.regressions}
+    assert kinds & {Kind.P95, Kind.P99}, judgement.table()
+
+
+def test_too_few_samples_are_inconclusive_never_passed():
+    rng = np.random.default_rng(6)
+    pairs = healthy(rng)
+    pairs["me"] = (arm(rng, 20), arm(rng))
+    judgement = judge(pairs, Criteria(seed=6))
+    assert judgement.result is Result.INCONCLUSIVE
+    assert {m.name for m in judgement.inconclusive} == {
+        "me:latency",
+        "me:p95",
+        "me:p99",
+        "me:errors",
+    }
+    with pytest.raises(CanaryInconclusive, match="me:latency"):
+        conclude(judgement, "the baseline")
+
+
+def test_a_regression_of_a_non_critical_metric_only_lowers_the_score():
+    rng = np.random.default_rng(7)
+    pairs = healthy(rng)
+    pairs["lessons"] = (arm(rng), arm(rng, scale=1.5))
+    criteria = Criteria(critical=("*:errors",), pass_score=95, marginal_score=75, seed=7)
+    judgement = judge(pairs, criteria)
+    assert judgement.regressions
+    assert judgement.score < 95
+    assert judgement.result in (Result.MARGINAL, Result.PASS)
+    conclude(judgement, "the baseline")  # marginal is reported, not failed
+
+
+def test_holm_adjusts_step_down_and_keeps_the_order():
+    assert holm([0.01, 0.04, 0.03, 0.5]) == pytest.approx([0.04, 0.09, 0.09, 0.5])
+    assert holm([]) == []
+
+
+def test_verdict_fields_explain_each_metric():
+    judgement = judge(healthy(np.random.default_rng(8)), Criteria(seed=8))
+    data = judgement.to_dict()
+    metric = data["metrics"][0]
+    for key in ("baseline", "canary", "effect", "interval", "adjusted_p", "threshold"):
+        assert key in metric
+    assert {"samples", "median_ms", "p95_ms"} <= set(metric["baseline"])
+    assert data["correction"] == "holm"
+    assert data["false_alarm_rate"] == 0.01
+
+
+def test_bad_criteria_are_refused_with_the_fix():
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        Criteria(alpha=1.5)
+    with pytest.raises(ValueError, match="marginal <= pass"):
+        Criteria(pass_score=50, marginal_score=80)
+    assert parse_criteria(["p95 <= +10%", "errors <= +0.1pp"], "t") == {
+        "p95": pytest.approx(0.1),
+        "errors": pytest.approx(0.1),
+    }
+    with pytest.raises(ValueError, match="'p95 <= \\+10%'"):
+        parse_criteria(["p95 < 10"], "targets.toml")
+    with pytest.raises(ValueError, match="previous:K"):
+        parse_compare_with("last:3")
+    assert parse_compare_with("previous") == 1
+    assert parse_compare_with("previous:3") == 3
+
+
+def test_the_plan_fits_the_budget_or_says_how_to_fix_it():
+    assert plan_traffic(200, 5, 100_000, 50).samples == 200
+    assert plan_traffic(200, 5, 11 * 105, 50).samples == 100
+    with pytest.raises(BudgetTooSmall, match="raise \\[canary\\] max_requests"):
+        plan_traffic(200, 5, 11 * 40, 50)
+
+
+def test_an_unreachable_baseline_is_a_harness_problem_not_a_failure():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    target = Target("t", "local", f"http://127.0.0.1:{port}", timeout_s=2, connect_timeout_s=1)
+    arms = [Arm(BASELINE, f"http://127.0.0.1:{port}"), Arm(CANARY, target.url)]
+    with pytest.raises(BaselineUnavailable, match=r"baseline arm .* cannot serve as the reference"):
+        collect(target, arms, plan_traffic(60, 0, 10_000, 50), "t")
+    assert not issubclass(BaselineUnavailable, AssertionError)
+
+
+def test_history_keeps_samples_pools_usable_runs_and_honours_invalidation(tmp_path):
+    rng = np.random.default_rng(9)
+    store = History(tmp_path)
+    for run_id, outcome in (("r1", "passed"), ("r2", "failed"), ("r3", "not judged")):
+        store.record("local", "quick", run_id, {"health": arm(rng, 100)}, outcome)
+    store.record("local", "smoke", "r4", {"health": arm(rng, 100)}, "passed")
+    assert [r.run_id for r in store.baseline("local", "quick", 3)] == ["r3", "r1"]
+    assert store.runs("local", "quick")[0].samples()["health"].requests == 100
+    assert pooled(store.baseline("local", "quick", 2))["health"].requests == 200
+    store.invalidate("r1", "incident 42")
+    assert [r.run_id for r in store.baseline("local", "quick", 3)] == ["r3"]
+    assert store.find("r1")[0].invalidated == "incident 42"
+
+
+def test_history_command_lists_shows_and_invalidates(tmp_path):
+    History(tmp_path).record(
+        "local", "quick", "r1", {"health": ArmSamples.of([5.0] * 60)}, "passed"
+    )
+
+    def cli(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "postdeploy.cli", "history", "--history-dir", str(tmp_path),
+             *args],
+            cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+
+    listed = cli("list")
+    assert listed.returncode == 0
+    assert "r1" in listed.stdout
+    assert "passed" in listed.stdout
+    assert "median 5.0 ms" in cli("show", "r1").stdout
+    assert cli("invalidate", "r1", "--reason", "incident").returncode == 0
+    assert "INVALIDATED (incident)" in cli("list").stdout
+    missing = cli("show", "nope")
+    assert missing.returncode == 1
+    assert "postdeploy history list" in missing.stderr
+
+
+def test_the_two_arms_are_drawn_side_by_side_for_the_report():
+    rng = np.random.default_rng(10)
+    svg = distributions_svg("lessons: baseline vs canary", arm(rng), arm(rng, scale=1.3))
+    assert svg.startswith("<svg")
+    assert svg.endswith("</svg>")
+    assert svg.count("<rect") == 2
+    assert "median" in svg
+    assert "p95" in svg
+    assert "no samples" in distributions_svg("t", arm(rng), ArmSamples((), 5, 5))
+
+
+def test_notifications_carry_the_canary_regressions():
+    line = "lessons:latency: median 8.0 ms -> 10.4 ms (n 200/200), +30.0% [...]"
+    notification = Notification("local", "local", "https://127.0.0.1:1", "failed", canary=[line])
+    assert line in json.dumps(slack_payload(notification))
+    event = pagerduty_event(notification, "key")
+    assert event["payload"]["custom_details"]["canary_regressions"] == [line]
