@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from postdeploy import paths
 from postdeploy.sysutil import process_alive
 
 #: Marks the supervisor's command line, so a pid can be checked to still be ours.
@@ -163,7 +164,7 @@ def start(
 
 def _python_path() -> str:
     """PYTHONPATH for the supervisor: this checkout first, so it runs this code."""
-    repo = str(Path(__file__).resolve().parents[2])
+    repo = str(paths.REPO_ROOT)
     return os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")]))
 
 
