@@ -35,6 +35,12 @@ def sentry(url: str) -> None:
     SentryAPI(project, TIMEOUT_S).find_tagged("k", "v", 60)
 
 
+def alertmanager(url: str) -> None:
+    from postdeploy.monitoring.alertmanager import AlertmanagerAPI
+
+    AlertmanagerAPI(url, TIMEOUT_S).active_alerts()
+
+
 def loki(url: str) -> None:
     LokiLogs(url, '{app="la"}', TIMEOUT_S, token=SECRET).lines("needle", time.time())
 
@@ -44,6 +50,7 @@ BACKENDS: dict[str, tuple[Callable[[str], None], str]] = {
     "prometheus": (prometheus, "Prometheus"),
     "sentry": (sentry, "Sentry API"),
     "loki": (loki, "Loki"),
+    "alertmanager": (alertmanager, "Alertmanager"),
 }
 
 
