@@ -54,6 +54,12 @@ def main() -> None:
     name = args.target.upper().replace("-", "_")
     env = {**os.environ, "POSTDEPLOY_STATE_DIR": str(root / "state"),
            f"POSTDEPLOY_{name}_URL": url, "PYTEST_ADDOPTS": ""}  # fmt: skip
+    if args.target == "local-prod":  # ports of its own: others may run the production shape
+        env.update({
+            f"POSTDEPLOY_{name}_PORT_BASE": str(free_port()),
+            f"POSTDEPLOY_{name}_MONITORING_PROMETHEUS_URL": f"http://127.0.0.1:{free_port()}",
+            f"POSTDEPLOY_{name}_MONITORING_ALERTMANAGER_URL": f"http://127.0.0.1:{free_port()}",
+        })  # fmt: skip
     cli = [sys.executable, "-m", "postdeploy.cli", "local", "--target", args.target]
     subprocess.run([*cli, "deploy", HEALTHY_VERSION], cwd=REPO, env=env,
                    capture_output=True, timeout=RUN_TIMEOUT_S, check=True)  # fmt: skip
