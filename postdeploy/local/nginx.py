@@ -7,10 +7,23 @@ configuration (weakened by the ``weak_tls`` fault, as the single-process shape i
 round-robin over the instances, passes ``X-Forwarded-For``/``X-Forwarded-Proto``, and routes a
 request carrying ``X-Postdeploy-Instance: N`` to instance N only - the way Fly.io's proxy
 honours ``fly-force-instance-id`` - so checks can address each instance through the edge.
+
+The edge is also a shared cache, as a CDN in front of an app is: ``proxy_cache`` in the prefix
+stores a ``GET``/``HEAD`` answer only when the upstream gives it explicit freshness a shared
+cache may use (``max-age``, ``s-maxage`` or ``Expires``; never ``no-store``, ``no-cache``,
+``private`` or a ``Set-Cookie``; ``Vary`` honoured) - nginx's own reading of those headers,
+with no ``proxy_cache_valid`` so nothing is cached on a default lifetime. The key is method,
+host and URI, like a CDN's: neither ``Authorization`` nor ``Cookie`` is part of it, which is
+exactly why an answer carrying one user's data marked ``public`` reaches the next user (the
+``private_cacheable`` fault, caught by the two-client edge check). A request addressed to one
+instance bypasses the cache (it must reach that instance). ``X-Cache-Status`` says HIT, MISS,
+BYPASS..., as a CDN's ``CF-Cache-Status`` does. :func:`purge_cache` empties it (the platform
+does after every release and rollback, as Netlify and Vercel purge their edge on deploy).
 """
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,6 +51,17 @@ CLIENT_MAX_BODY = "16m"
 HEADER_BUFFERS = "4 64k"
 UPSTREAM_KEEPALIVE = 16
 CONFIG_TEST_TIMEOUT_S = 10.0
+#: The shared cache: folder in the prefix, zone name and sizes, and how long an entry nobody
+#: asks for is kept (its freshness comes from the upstream's headers, never from here).
+CACHE_DIR = "cache"
+CACHE_ZONE = "edge_cache"
+CACHE_KEYS_SIZE = "10m"
+CACHE_MAX_SIZE = "256m"
+CACHE_INACTIVE = "10m"
+#: What a CDN keys on: method, host and URI - not Authorization, not Cookie.
+CACHE_KEY = "$request_method $scheme://$host$request_uri"
+#: The response header that tells whether the edge's cache served the answer.
+CACHE_STATUS_HEADER = "X-Cache-Status"
 ACCESS_LOG = "access.log"
 ERROR_LOG = "error.log"
 #: The access log: what a platform's edge logs (no request ids: those are the app's to log).
@@ -62,6 +86,10 @@ class Edge:
     @property
     def conf(self) -> Path:
         return self.prefix / "nginx.conf"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.prefix / CACHE_DIR
 
     @property
     def access_log(self) -> Path:
@@ -105,6 +133,9 @@ http {{
     client_max_body_size {CLIENT_MAX_BODY};
     large_client_header_buffers {HEADER_BUFFERS};
     default_type application/octet-stream;
+    # the shared cache: freshness only from the upstream's headers, no default lifetime
+    proxy_cache_path {edge.cache_dir} levels=1:2 keys_zone={CACHE_ZONE}:{CACHE_KEYS_SIZE}
+                     max_size={CACHE_MAX_SIZE} inactive={CACHE_INACTIVE} use_temp_path=off;
 
 {upstreams}
     # {INSTANCE_HEADER}: N routes to instance N only (as fly-force-instance-id does)
@@ -142,6 +173,11 @@ http {{
             proxy_next_upstream error timeout;
             proxy_connect_timeout 2s;
             proxy_read_timeout 30s;
+            proxy_cache {CACHE_ZONE};
+            proxy_cache_key "{CACHE_KEY}";
+            proxy_cache_bypass {_INSTANCE_VAR};
+            proxy_no_cache {_INSTANCE_VAR};
+            add_header {CACHE_STATUS_HEADER} $upstream_cache_status always;
         }}
     }}
 }}
@@ -149,11 +185,25 @@ http {{
 
 
 def write(edge: Edge) -> Path:
-    """Write the prefix (conf, logs, temp folders); returns the config file."""
-    for folder in (edge.prefix / "logs", edge.prefix / "temp"):
+    """Write the prefix (conf, logs, temp folders, an empty cache); returns the config file."""
+    for folder in (edge.prefix / "logs", edge.prefix / "temp", edge.cache_dir):
         folder.mkdir(parents=True, exist_ok=True)
+    purge_cache(edge.prefix)  # what an earlier deployment's edge stored is not this one's
     edge.conf.write_text(render_config(edge), encoding="utf-8")
     return edge.conf
+
+
+def purge_cache(prefix: Path) -> None:
+    """Empty the shared cache of the edge at ``prefix``, also while nginx runs: an entry whose
+    file is gone is a miss to nginx (it fetches and stores again), so removing the files is a
+    complete purge."""
+    cache_dir = prefix / CACHE_DIR
+    if cache_dir.is_dir():
+        for entry in cache_dir.iterdir():
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
 
 
 def argv(binary: str, edge: Edge) -> list[str]:

@@ -24,7 +24,7 @@ State, below ``STATE_DIR/production/``::
     state.json, lock          release history and the running deployment (its supervisor)
     instances.json            which release each instance runs, its port and pid
     postgres/                 the cluster (data/ survives everything but `rm`)
-    edge/                     nginx prefix: nginx.conf, logs/access.log, temp/
+    edge/                     nginx prefix: nginx.conf, logs/access.log, temp/, cache/
     monitoring/               prometheus.yml, rules.yml, alertmanager.yml, data
     logs/instance-N.log       each instance's log; logs/<service>.log for the others
 """
@@ -623,6 +623,9 @@ class ProductionPlatform(LocalPlatform):
                 self._write_instances([instances[i] for i in sorted(instances)], edge)
         except sup.SupervisorError as exc:
             raise LocalPlatformError(f"rolling out release {release.id}: {exc}") from None
+        # the edge's cache holds the replaced release's answers: purged on every deploy and
+        # rollback (a canary's too), as Netlify and Vercel purge their edge
+        nginx.purge_cache(self.state_dir / "edge")
         self._wait_monitoring_caught_up(answered)
 
     def _wait_monitoring_caught_up(self, answered: dict[str, float]) -> None:
