@@ -45,9 +45,9 @@ from tests import test_security_local as seclocal
 from tests.conftest import SuiteRun
 from tests.test_local_production import TARGET, ProdEnv, _env, _reachable_dir
 
-#: The app's and the traffic budget's registration limit, raised in the open for this module
-#: (it registers more users a minute than the shipped 30/60 s; the rate-limit checks use the
-#: login limit, which stays as shipped).
+#: This module registers more users a minute than the shipped 30/60 s: the app's limit is raised
+#: in the open by ``_env`` (as tests/test_local_production.py does) and the traffic budget's
+#: declared limit to match. The login limit, which the rate-limit checks judge, stays as shipped.
 RAISED = {"POSTDEPLOY_LOCAL_PROD_LIMITS_REGISTRATIONS_PER_WINDOW": "1000"}
 LEAN = seclocal.LEAN
 SECURITY = seclocal.SECURITY
