@@ -111,6 +111,5 @@ def test_too_few_earlier_runs_are_not_judged_never_passed(local_env, tmp_path):
         assert run.outcomes[HISTORY_CHECK] == "skipped", run.output[-4000:]
     run = local_env.run(*history, "--compare-with=previous:4", suites=(CANARY,), env=canary_env())
     assert run.outcomes[HISTORY_CHECK] == "skipped", run.output[-4000:]
-    assert "not judged" in run.output, run.output[-4000:]
     listed = local_env.cli("history", f"--history-dir={history_dir}", "list")
     assert listed.returncode == 0, listed.stderr
