@@ -28,6 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 RUN_TIMEOUT_S = 1800
 DEFAULT_RUNS = 20
 HEALTHY_VERSION = "1.0.0"
+STATE_DIR_MODE = 0o755
 
 
 def one_run(env: dict[str, str], target: str, reports: Path) -> tuple[float, dict]:
@@ -50,6 +51,7 @@ def main() -> None:
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="pd-false-alarms-"))
+    root.chmod(STATE_DIR_MODE)  # the production shape's PostgreSQL (nobody) must enter it
     url = f"https://127.0.0.1:{free_port()}"
     name = args.target.upper().replace("-", "_")
     env = {**os.environ, "POSTDEPLOY_STATE_DIR": str(root / "state"),
