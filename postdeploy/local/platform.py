@@ -277,6 +277,19 @@ class LocalPlatform:
             path.write_text(secrets.token_urlsafe(48), encoding="utf-8")
         return path.read_text(encoding="utf-8").strip()
 
+    @staticmethod
+    def _next_release(
+        state: State, version: str, faults: tuple[str, ...], rolled_back_from: int | None
+    ) -> LocalRelease:
+        """The record of the release about to be launched (the next id in the history)."""
+        return LocalRelease(
+            id=max((r.id for r in state.releases), default=0) + 1,
+            version=version,
+            faults=faults,
+            deployed_at=_now(),
+            rolled_back_from=rolled_back_from,
+        )
+
     def _launch(
         self,
         state: State,
@@ -286,13 +299,7 @@ class LocalPlatform:
         rolled_back_from: int | None = None,
     ) -> LocalRelease:
         """Stop what runs, start a new release in its place, and record it."""
-        release = LocalRelease(
-            id=max((r.id for r in state.releases), default=0) + 1,
-            version=version,
-            faults=faults,
-            deployed_at=_now(),
-            rolled_back_from=rolled_back_from,
-        )
+        release = self._next_release(state, version, faults, rolled_back_from)
         if state.deployment is not None:
             self._terminate(state.deployment.pid)
             state.deployment = None

@@ -346,13 +346,7 @@ class ProductionPlatform(LocalPlatform):
         started_by: str,
         rolled_back_from: int | None = None,
     ) -> LocalRelease:
-        release = LocalRelease(
-            id=max((r.id for r in state.releases), default=0) + 1,
-            version=version,
-            faults=faults,
-            deployed_at=_now(),
-            rolled_back_from=rolled_back_from,
-        )
+        release = self._next_release(state, version, faults, rolled_back_from)
         running = state.deployment is not None and sup.alive(state.deployment.pid)
         if running and state.deployment is not None:
             self._roll_out(release)
