@@ -257,8 +257,9 @@ class KeyEndpoint:
         return f"{self.method} {self.path}"
 
 
-#: The key endpoints and pages (the SLO list) the canary judge compares. Login is left out:
-#: it is rate limited per account (10 a minute).
+#: The key endpoints and pages as a user meets them: the response-time SLO checks and the canary
+#: judge both measure these. Login is left out: it is rate limited per account (10 a minute),
+#: so the load test measures it instead.
 KEY_ENDPOINTS: tuple[KeyEndpoint, ...] = (
     KeyEndpoint("health", "GET", PATHS.health),
     KeyEndpoint("lessons", "GET", PATHS.content),
