@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from tests.terminal_output import body
+
 TARGETS = """
 [targets.alpha]
 platform = "render"
@@ -133,7 +135,7 @@ def test_an_unreachable_target_fails_every_test_fast_with_one_message(pytester):
     assert result.ret == 1
     # the reason once, under the first test; the other two are counted, not repeated
     assert result.parseoutcomes() == {"errors": 1, "unreachable": 2}
-    assert result.stdout.str().count("is unreachable at http://127.0.0.1:9") == 1
+    assert body(result.stdout.str()).count("is unreachable at http://127.0.0.1:9") == 1
     assert verdict(pytester)["targets"]["alpha"]["counts"]["failed"] == 3
     data = verdict(pytester)["targets"]["alpha"]
     assert data["gate"] == "failed"  # unreachable is a product failure, not a harness bug

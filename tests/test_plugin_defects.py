@@ -18,6 +18,7 @@ import pytest
 
 from postdeploy.config import find_targets_file
 from postdeploy.rootdir import misread_option, rootdir_problem
+from tests.terminal_output import body
 
 REPO = Path(__file__).resolve().parents[1]
 #: The issue's bar: the whole default run against an unreachable target, in lines of output.
@@ -79,7 +80,7 @@ def test_an_unreachable_target_gives_its_reason_once_in_the_default_run(closed_u
     assert done.returncode == 1, output
     lines = output.splitlines()
     assert len(lines) < MAX_UNREACHABLE_LINES, output
-    assert output.count(f"is unreachable at {closed_url}") == 1, output
+    assert body(output).count(f"is unreachable at {closed_url}") == 1, output
     assert "Traceback" not in output, output
     assert "fixtures.py" not in output, output
     # ... and every test is still a failed test in junit.xml and the verdict
@@ -105,7 +106,7 @@ def test_each_unreachable_target_is_reported_once(pytester, closed_url):
     output = result.stdout.str()
     assert result.parseoutcomes() == {"errors": 2, "unreachable": 4}, output
     for name in ("alpha", "beta"):
-        assert output.count(f"target '{name}' is unreachable at {closed_url}") == 1, output
+        assert body(output).count(f"target '{name}' is unreachable at {closed_url}") == 1, output
         assert f"{name} unreachable: 2 more test(s) failed" in output, output
     data = json.loads((pytester.path / "reports" / "verdict.json").read_text())["targets"]
     assert {name: t["counts"]["failed"] for name, t in data.items()} == {"alpha": 3, "beta": 3}
