@@ -388,7 +388,12 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "baseline_ca_file": Key(
             str, "", help="PEM bundle the baseline arm is verified with (default: ca_file)"
         ),
-        "baseline_instance": Key(str, "", help="instance_header value of the baseline arm"),
+        "baseline_instance": Key(
+            str,
+            "",
+            help='instance_header value of the baseline arm; "auto": the instances on the '
+            "previous release against those on the newest (a --canary N deploy)",
+        ),
         "canary_instance": Key(str, "", help="instance_header value of the canary arm"),
         "relative_criteria": Key(
             (list, str),

@@ -15,7 +15,7 @@ import sys
 import numpy as np
 import pytest
 
-from postdeploy.config import Target
+from postdeploy.config import SECTIONS, Section, Target
 from postdeploy.performance.canary import (
     BASELINE,
     CANARY,
@@ -23,6 +23,8 @@ from postdeploy.performance.canary import (
     BaselineUnavailable,
     BudgetTooSmall,
     CanaryInconclusive,
+    NoBaseline,
+    arms_for,
     collect,
     conclude,
     parse_criteria,
@@ -41,6 +43,7 @@ from postdeploy.performance.judge import (
 from postdeploy.performance.options import parse_compare_with
 from postdeploy.performance.plot import distributions_svg
 from postdeploy.reporting.channels import Notification, pagerduty_event, slack_payload
+from postdeploy.rollback.base import Instance
 
 from .conftest import REPO
 
@@ -244,3 +247,50 @@ def test_notifications_carry_the_canary_regressions():
     assert line in json.dumps(slack_payload(notification))
     event = pagerduty_event(notification, "key")
     assert event["payload"]["custom_details"]["canary_regressions"] == [line]
+
+
+def _with_canary(url: str = "https://edge:1", baseline_url: str = "", **canary) -> Target:
+    values = {key: spec.default for key, spec in SECTIONS["canary"].items()}
+    values.update(canary)
+    return Target("t", "local", url, baseline_url=baseline_url,
+                  sections={"canary": Section("canary", values)})  # fmt: skip
+
+
+def _instance(iid: str, release: str, version: str) -> Instance:
+    return Instance(iid, version, "started", {"X-Postdeploy-Instance": iid}, {"release": release})
+
+
+def test_auto_instance_arms_are_the_previous_release_against_the_newest():
+    target = _with_canary(baseline_instance="auto")
+    fleet = [_instance("1", "12", "1.1.0"), _instance("2", "9", "1.0.0"),
+             _instance("3", "9", "1.0.0")]  # fmt: skip
+    baseline, canary = arms_for(target, None, fleet)
+    assert [baseline.route(n) for n in range(3)] == [
+        {"X-Postdeploy-Instance": "2"}, {"X-Postdeploy-Instance": "3"},
+        {"X-Postdeploy-Instance": "2"},
+    ]  # fmt: skip
+    assert canary.routes == ((("X-Postdeploy-Instance", "1"),),)
+    assert baseline.url == canary.url == target.url
+    assert baseline.describe().endswith("X-Postdeploy-Instance: 2, 3 (release 9, 1.0.0)")
+    # --baseline wins over the instances
+    assert arms_for(target, "https://stable:2", fleet)[0].url == "https://stable:2"
+
+
+def test_one_release_everywhere_is_not_judged_and_an_ambiguous_fleet_is_an_error():
+    target = _with_canary(baseline_instance="auto")
+    same = [_instance("1", "4", "2.0.0"), _instance("2", "4", "2.0.0")]
+    with pytest.raises(NoBaseline, match=r"every instance of t serves release 4, 2\.0\.0"):
+        arms_for(target, None, same)
+    with pytest.raises(NoBaseline, match="no baseline - pass --baseline URL"):
+        arms_for(_with_canary(), None, same)
+    # the configured baseline_url stands in when the instances serve one release
+    fallback = _with_canary(baseline_url="https://stable:2", baseline_instance="auto")
+    assert arms_for(fallback, None, same)[0].url == "https://stable:2"
+    unnumbered = [
+        Instance("a", "1.1.0", headers={"h": "a"}),
+        Instance("b", "1.0.0", headers={"h": "b"}),
+    ]
+    with pytest.raises(ValueError, match="cannot tell which is the canary"):
+        arms_for(target, None, unnumbered)
+    baseline, canary = arms_for(target, None, unnumbered, expected_version="1.1.0")
+    assert (baseline.route(0), canary.route(0)) == ({"h": "b"}, {"h": "a"})

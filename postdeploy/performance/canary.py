@@ -35,6 +35,7 @@ from postdeploy.users import UserFactory
 
 if TYPE_CHECKING:
     from postdeploy.config import Target
+    from postdeploy.rollback.base import Instance
 
 BASELINE = "baseline"
 CANARY = "canary"
@@ -58,22 +59,46 @@ class BudgetTooSmall(Exception):
 
 @dataclass(frozen=True)
 class Arm:
-    """Where one arm's requests go."""
+    """Where one arm's requests go.
+
+    ``routes`` are header sets that each address one instance behind a shared edge; the arm's
+    requests go to them in turn (an arm of several instances spreads its requests evenly).
+    """
 
     name: str
     url: str
     ca_file: str = ""
     #: extra request headers, e.g. the edge's header that routes to one instance
     headers: tuple[tuple[str, str], ...] = ()
+    routes: tuple[tuple[tuple[str, str], ...], ...] = ()
+    #: what the arm runs, for messages (``release 3 (1.1.0)``)
+    serving: str = ""
 
     @classmethod
     def instance(cls, name: str, edge_url: str, header: str, value: str, ca_file: str = "") -> Arm:
         """One instance behind a shared edge, addressed by a routing header."""
         return cls(name, edge_url, ca_file, ((header, value),))
 
+    @classmethod
+    def instances(
+        cls, name: str, edge_url: str, instances: Sequence[Instance], ca_file: str = ""
+    ) -> Arm:
+        """Instances behind a shared edge, each addressed by the headers its platform gives."""
+        routes = tuple(tuple(sorted(i.headers.items())) for i in instances)
+        return cls(name, edge_url, ca_file, routes=routes, serving=_serving(instances))
+
+    def route(self, n: int) -> dict[str, str]:
+        """The routing headers of the ``n``-th request (none for a URL arm)."""
+        return dict(self.routes[n % len(self.routes)]) if self.routes else {}
+
     def describe(self) -> str:
         routed = "".join(f" with {k}: {v}" for k, v in self.headers)
-        return f"{self.name} arm {self.url}{routed}"
+        if self.routes:
+            values = ", ".join("/".join(v for _, v in route) for route in self.routes)
+            header = "/".join(k for k, _ in self.routes[0])
+            routed += f" with {header}: {values}"
+        serving = f" ({self.serving})" if self.serving else ""
+        return f"{self.name} arm {self.url}{routed}{serving}"
 
 
 @dataclass(frozen=True)
@@ -144,20 +169,25 @@ class _ArmClient:
         )
         self.users = UserFactory(self.client, run_id)
         self.auth: dict[str, str] = {}
+        self.sent = 0
 
     def prepare(self, needs_login: bool) -> None:
-        """Check that the arm answers, and log a synthetic user in if an endpoint needs one."""
-        response = self.client.get(PATHS.health)
-        if response.status_code >= 500 and response.status_code != 503:
-            raise AssertionError(
-                f"{self.arm.describe()}: GET {PATHS.health} answered {response.status_code}"
-            )
+        """Check that the arm (each of its instances) answers, and log a synthetic user in if
+        an endpoint needs one."""
+        for n in range(max(len(self.arm.routes), 1)):
+            response = self.client.get(PATHS.health, headers=self.arm.route(n))
+            if response.status_code >= 500 and response.status_code != 503:
+                raise AssertionError(
+                    f"{self.arm.describe()}: GET {PATHS.health} answered {response.status_code}"
+                )
         if needs_login:
             self.auth = self.users().auth
 
     def send(self, endpoint: KeyEndpoint) -> tuple[float | None, str]:
         """Latency in ms of an expected answer (else None) and what came back."""
-        options: dict[str, Any] = {"headers": self.auth if endpoint.login else {}}
+        headers = {**self.arm.route(self.sent), **(self.auth if endpoint.login else {})}
+        self.sent += 1
+        options: dict[str, Any] = {"headers": headers}
         if endpoint.body:
             options["json"] = dict(endpoint.body)
         started = time.perf_counter()
@@ -319,10 +349,35 @@ def plan_for(target: Target, endpoints: tuple[KeyEndpoint, ...] = KEY_ENDPOINTS)
     )
 
 
-def arms_for(target: Target, baseline_url: str | None) -> tuple[Arm, Arm] | None:
-    """(baseline, canary) from ``--baseline``/``baseline_url`` or the instance settings;
-    None when the target names no baseline."""
+#: ``[canary] baseline_instance = "auto"``: the instances on the previous release are the
+#: baseline, those on the newest release the canary (``postdeploy local deploy --canary N``).
+AUTO = "auto"
+
+
+class NoBaseline(Exception):
+    """Nothing to compare the release with: the check is not judged (skipped), never passed."""
+
+
+def arms_for(
+    target: Target,
+    baseline_url: str | None,
+    instances: Sequence[Instance] = (),
+    expected_version: str | None = None,
+) -> tuple[Arm, Arm]:
+    """(baseline, canary), in this order of precedence: ``--baseline URL``; the explicit
+    instance settings (``instance_header``, ``baseline_instance``, ``canary_instance``);
+    with ``baseline_instance = "auto"``, the target's instances when they serve two releases;
+    the target's ``baseline_url``. :class:`NoBaseline` says why there is none."""
     section = target.canary
+    if baseline_url:
+        return _url_arms(target, baseline_url)
+    if section.baseline_instance == AUTO:
+        try:
+            return instance_arms(target, instances, expected_version)
+        except NoBaseline:
+            if target.baseline_url:
+                return _url_arms(target, target.baseline_url)
+            raise
     if section.instance_header and section.baseline_instance and section.canary_instance:
         return (
             Arm.instance(
@@ -331,10 +386,80 @@ def arms_for(target: Target, baseline_url: str | None) -> tuple[Arm, Arm] | None
             ),
             Arm.instance(CANARY, target.url, section.instance_header, section.canary_instance),
         )  # fmt: skip
-    url = baseline_url or target.baseline_url
-    if not url:
-        return None
-    return Arm(BASELINE, url.rstrip("/"), section.baseline_ca_file), Arm(CANARY, target.url)
+    if target.baseline_url:
+        return _url_arms(target, target.baseline_url)
+    raise NoBaseline(
+        "not judged: no baseline - pass --baseline URL or set the target's baseline_url "
+        '(or [canary] baseline_instance = "auto" where the platform addresses instances)'
+    )
+
+
+def _url_arms(target: Target, url: str) -> tuple[Arm, Arm]:
+    baseline = Arm(BASELINE, url.rstrip("/"), target.canary.baseline_ca_file)
+    return baseline, Arm(CANARY, target.url)
+
+
+def release_of(instance: Instance) -> str:
+    """What an instance serves: the platform's release id where it says, else its version."""
+    return str(instance.extra.get("release") or instance.version or "")
+
+
+def _serving(instances: Sequence[Instance]) -> str:
+    first = instances[0]
+    release = first.extra.get("release")
+    if release and first.version:
+        return f"release {release}, {first.version}"
+    return f"release {release}" if release else first.version
+
+
+def instance_arms(
+    target: Target, instances: Sequence[Instance], expected_version: str | None = None
+) -> tuple[Arm, Arm]:
+    """The instances on the newest release (the canary) against those on the release before
+    (the baseline), both behind the target's URL, each instance addressed by its headers.
+
+    The newest release is the highest release id where the platform numbers them (the local
+    platform does), else the group serving ``expected_version``. One release everywhere (no
+    canary, or after a rollback) is :class:`NoBaseline`: nothing to compare.
+    """
+    addressable = [i for i in instances if i.addressable]
+    if not addressable:
+        raise NoBaseline(
+            f'not judged: [canary] baseline_instance = "auto", but the platform of {target.name} '
+            "lists no instance it can address; set the target's baseline_url or --baseline"
+        )
+    groups: dict[str, list[Instance]] = {}
+    for instance in addressable:
+        groups.setdefault(release_of(instance), []).append(instance)
+    if len(groups) < 2:
+        raise NoBaseline(
+            f"not judged: every instance of {target.name} serves {_serving(addressable)}, so "
+            "there is no baseline to compare with (a canary deploy - e.g. `postdeploy local "
+            "deploy VERSION --canary N` - leaves the other instances on the previous release)"
+        )
+    newest, previous = _newest_two(groups, expected_version, target.name)
+    return (
+        Arm.instances(BASELINE, target.url, groups[previous]),
+        Arm.instances(CANARY, target.url, groups[newest]),
+    )
+
+
+def _newest_two(
+    groups: dict[str, list[Instance]], expected_version: str | None, name: str
+) -> tuple[str, str]:
+    keys = list(groups)
+    if all(key.isdigit() for key in keys):
+        ordered = sorted(keys, key=int, reverse=True)
+        return ordered[0], ordered[1]
+    expected = [k for k in keys if groups[k][0].version == expected_version]
+    if expected_version and len(expected) == 1 and len(keys) == 2:
+        newest = expected[0]
+        return newest, next(k for k in keys if k != newest)
+    raise ValueError(
+        f"the instances of {name} serve {len(keys)} releases ({', '.join(keys)}) and the harness "
+        "cannot tell which is the canary; pass --expect-version with the canary's version, or "
+        "set [canary] instance_header, baseline_instance and canary_instance"
+    )
 
 
 def conclude(judgement: Judgement, against: str) -> None:

@@ -22,8 +22,10 @@ import pytest
 from postdeploy.gate import PROP_CANARY
 from postdeploy.performance import history
 from postdeploy.performance.canary import (
+    AUTO,
     CANARY,
     Arm,
+    NoBaseline,
     arms_for,
     collect,
     conclude,
@@ -73,14 +75,22 @@ def _report(
     request.node.user_properties.append((PROP_CANARY, {"against": against, **judgement.to_dict()}))
 
 
+def _arms(request: pytest.FixtureRequest, target) -> tuple[Arm, Arm]:
+    """The two arms; the platform's instances are listed only when the target asks for
+    instance arms (``baseline_instance = "auto"``) and no ``--baseline`` overrides them."""
+    url = request.config.getoption("postdeploy_baseline")
+    auto = target.canary.baseline_instance == AUTO and not url
+    instances = request.getfixturevalue("instances") if auto else []
+    expected = request.getfixturevalue("expected_version") if auto else None
+    try:
+        return arms_for(target, url, instances, expected)
+    except NoBaseline as exc:
+        pytest.skip(str(exc))
+
+
 @pytest.mark.gating
 def test_the_release_is_not_worse_than_its_baseline(request, target, run_id, canary_gating):
-    arms = arms_for(target, request.config.getoption("postdeploy_baseline"))
-    if arms is None:
-        pytest.skip(
-            "not judged: no baseline - pass --baseline URL or set the target's baseline_url "
-            "(or [canary] instance_header with baseline_instance and canary_instance)"
-        )
+    arms = _arms(request, target)
     pairs = paired(collect(target, arms, plan_for(target), run_id))
     judgement = judge(pairs, criteria_for(target))
     against = arms[0].describe()

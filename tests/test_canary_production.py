@@ -1,0 +1,111 @@
+"""The canary judge on the production shape: instances on two releases behind one edge.
+
+``postdeploy local deploy VERSION --canary 1 --target local-prod`` replaces instance 1 only;
+instance 2 keeps the previous release. ``local-prod`` sets ``[canary] baseline_instance =
+"auto"``, so the baseline check compares the instances on the newest release (the canary arm)
+with those on the release before (the baseline arm), each addressed through the edge by its
+routing header (``X-Postdeploy-Instance``). One deployment serves the whole module; runs use
+few samples (a 30 % slowdown needs few).
+
+* a canary instance with ``latency_regression`` fails the check (kind ``failed``) naming the
+  regressed metrics; a healthy canary instance passes;
+* with ``--rollback auto`` the failed canary check rolls the release back through the local
+  driver, and the verification passes: it re-runs the gating checks against the restored
+  release, where every instance serves one release, so the canary check is *not judged*
+  (skipped, never passed) and the other gating checks carry the verification.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import SuiteRun, check_name
+from tests.test_local_production import TARGET, ProdEnv, _env, _reachable_dir
+
+CANARY = "suites/performance/test_canary.py"
+HEALTH = "suites/monitoring/test_health.py"
+BASELINE_CHECK = "test_the_release_is_not_worse_than_its_baseline"
+SAMPLES = "150"
+CANARY_ENV = {"POSTDEPLOY_LOCAL_PROD_CANARY_SAMPLES": SAMPLES}
+
+
+@pytest.fixture(scope="module")
+def prod() -> Iterator[ProdEnv]:
+    root = _reachable_dir()
+    root.chmod(0o755)
+    env = ProdEnv(root, _env(root))
+    yield env
+    env.platform.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _run(prod: ProdEnv, *args: str, suites: tuple[str, ...] = (CANARY,)) -> SuiteRun:
+    run = prod.run(*args, suites=suites, env=CANARY_ENV)
+    assert isinstance(run, SuiteRun)
+    return run
+
+
+def _judgement(run: SuiteRun) -> dict:
+    return next(j for j in run.target(TARGET)["canary"] if BASELINE_CHECK in j["test"])
+
+
+def test_a_slow_canary_instance_fails_the_judge_naming_the_metric(prod: ProdEnv) -> None:
+    platform = prod.platform
+    platform.deploy("1.0.0")
+    platform.deploy("1.1.0", ["latency_regression"], canary=1)
+    assert {(i.id, i.version) for i in platform.read_instances()} == {
+        ("1", "1.1.0"),
+        ("2", "1.0.0"),
+    }
+    run = _run(prod, "-k", BASELINE_CHECK)
+    assert run.outcomes.get(BASELINE_CHECK) == "failed", run.output[-4000:]
+    failure = next(f for f in run.target(TARGET)["failures"] if BASELINE_CHECK in f["test"])
+    assert failure["kind"] == "failed"
+    message = failure["message"]
+    assert "regressed against baseline arm" in message, message
+    assert "X-Postdeploy-Instance: 2" in message, message  # the baseline: the old instance
+    assert ":latency: median" in message, message
+    judged = _judgement(run)
+    assert judged["result"] == "fail"
+    assert judged["against"].endswith("(release 1, 1.0.0)"), judged["against"]
+    assert any(m.endswith(":latency") for m in judged["regressions"]), judged["regressions"]
+
+
+def test_a_healthy_canary_instance_passes(prod: ProdEnv) -> None:
+    platform = prod.platform
+    platform.deploy("1.0.0")
+    platform.deploy("1.1.0", canary=1)
+    run = _run(prod, "-k", BASELINE_CHECK)
+    assert run.returncode == 0, run.output[-4000:]
+    judged = _judgement(run)
+    assert judged["result"] == "pass", judged["reason"]
+    assert judged["score"] >= judged["pass_score"]
+
+
+def test_a_failed_canary_rolls_back_and_the_verification_passes(prod: ProdEnv) -> None:
+    platform = prod.platform
+    good = platform.deploy("2.0.0")
+    gating = ("-m", "gating", "--rollback", "auto")
+    # every instance on one release: the canary check is not judged, never passed; the
+    # passing gate leaves the data marker the verification reads back
+    passing = _run(prod, *gating, suites=(CANARY, HEALTH))
+    assert passing.returncode == 0, passing.output[-3000:]
+    assert passing.outcomes[BASELINE_CHECK] == "skipped"
+    bad = platform.deploy("2.1.0", ["latency_regression"], canary=1)
+    run = _run(prod, *gating, suites=(CANARY, HEALTH))
+    verdict = run.target(TARGET)
+    assert verdict["gate"] == "failed", run.output[-3000:]
+    assert [f["kind"] for f in verdict["failures"]] == ["failed"], verdict["failures"]
+    rollback = verdict["rollback"]
+    assert rollback["status"] == "succeeded", rollback
+    assert rollback["from_release"]["id"] == str(bad.id)
+    assert rollback["to_release"]["id"] == str(good.id)
+    verification = rollback["verification"]
+    assert verification["status"] == "passed", verification
+    rerun = {check_name(c["test"]): c["outcome"] for c in verification["checks"]}
+    assert rerun[BASELINE_CHECK] == "skipped", rerun
+    assert "passed" in rerun.values(), rerun
+    assert {(i.version, tuple(i.faults)) for i in platform.read_instances()} == {("2.0.0", ())}
