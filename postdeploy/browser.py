@@ -43,7 +43,7 @@ from postdeploy.gate import MISCONFIGURED, SETUP_FAILED, BackendError
 from postdeploy.redact import REDACTED, SECRET_HEADERS, redact_data, redact_text
 
 if TYPE_CHECKING:
-    from collections.abc import Generator, Iterable, Iterator
+    from collections.abc import Generator, Iterable, Iterator, Sequence
 
     from playwright.sync_api import Browser, BrowserContext, Page, Playwright
 
@@ -138,17 +138,19 @@ def certificate_pin(target: Target) -> str | None:
     return base64.b64encode(hashlib.sha256(spki).digest()).decode("ascii")
 
 
-def launch_args(target: Target) -> list[str]:
+def launch_args(target: Target, also: Sequence[Target] = ()) -> list[str]:
+    """Chromium's arguments; the certificates of ``target`` (and of ``also``: e.g. the canary
+    judge's baseline with a CA of its own) pinned where they come from a private CA."""
     args = list(LAUNCH_ARGS)
-    pin = certificate_pin(target)
-    if pin:
-        args.append(f"{SPKI_FLAG}={pin}")
+    pins = [pin for pin in (certificate_pin(t) for t in (target, *also)) if pin]
+    if pins:
+        args.append(f"{SPKI_FLAG}={','.join(dict.fromkeys(pins))}")
     return args
 
 
-def launch(playwright: Playwright, target: Target) -> Browser:
+def launch(playwright: Playwright, target: Target, also: Sequence[Target] = ()) -> Browser:
     choice = choose_browser(playwright)
-    options: dict[str, Any] = {"headless": True, "args": launch_args(target)}
+    options: dict[str, Any] = {"headless": True, "args": launch_args(target, also)}
     if choice.executable:
         options["executable_path"] = choice.executable
     from playwright.sync_api import Error as PlaywrightError

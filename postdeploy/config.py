@@ -402,6 +402,21 @@ SECTIONS: dict[str, dict[str, Key]] = {
             "'errors <= +0.1pp' (default: the allowed increases above)",
         ),
         "record_history": Key(bool, False, help="store every run's samples (history dir)"),
+        "page_loads": Key(
+            (int, float),
+            10,
+            help="loads of each key page per arm in Chromium for the page metrics (LCP, CLS, "
+            "TTFB, INP); 0: no page metrics",
+        ),
+        "min_page_loads": Key(
+            (int, float), 8, help="fewer measured loads of a page in an arm: inconclusive"
+        ),
+        "pages": Key(
+            (list, str), "", help="key pages measured (landing, login, ...; default: all)"
+        ),
+        "allowed_cls_increase": Key(
+            (int, float), 0.05, help="CLS increase tolerated (absolute, unitless)"
+        ),
     },
     # Core Web Vitals measured in Chromium (suites/performance/test_web_vitals.py).
     "vitals": {

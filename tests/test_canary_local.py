@@ -42,7 +42,8 @@ def stable(tmp_path_factory):
 
 
 def canary_env(stable: LocalPlatform | None = None) -> dict[str, str]:
-    env = {"POSTDEPLOY_LOCAL_CANARY_SAMPLES": SAMPLES}
+    # the page metrics are proven on the production shape (tests/test_canary_production.py)
+    env = {"POSTDEPLOY_LOCAL_CANARY_SAMPLES": SAMPLES, "POSTDEPLOY_LOCAL_CANARY_PAGE_LOADS": "0"}
     if stable is not None:
         env["POSTDEPLOY_LOCAL_CANARY_BASELINE_CA_FILE"] = str(stable.ca_file)
     return env

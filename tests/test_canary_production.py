@@ -29,7 +29,16 @@ CANARY = "suites/performance/test_canary.py"
 HEALTH = "suites/monitoring/test_health.py"
 BASELINE_CHECK = "test_the_release_is_not_worse_than_its_baseline"
 SAMPLES = "150"
-CANARY_ENV = {"POSTDEPLOY_LOCAL_PROD_CANARY_SAMPLES": SAMPLES}
+#: Page metrics only where a test is about them (each load costs about a second).
+CANARY_ENV = {
+    "POSTDEPLOY_LOCAL_PROD_CANARY_SAMPLES": SAMPLES,
+    "POSTDEPLOY_LOCAL_PROD_CANARY_PAGE_LOADS": "0",
+}
+#: The page tests: few API samples (the API part is proven above), the default page loads.
+PAGES_ENV = {
+    "POSTDEPLOY_LOCAL_PROD_CANARY_SAMPLES": "60",
+    "POSTDEPLOY_LOCAL_PROD_CANARY_PAGES": "landing,dashboard",
+}
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +51,10 @@ def prod() -> Iterator[ProdEnv]:
     shutil.rmtree(root, ignore_errors=True)
 
 
-def _run(prod: ProdEnv, *args: str, suites: tuple[str, ...] = (CANARY,)) -> SuiteRun:
-    run = prod.run(*args, suites=suites, env=CANARY_ENV)
+def _run(
+    prod: ProdEnv, *args: str, suites: tuple[str, ...] = (CANARY,), env: dict | None = None
+) -> SuiteRun:
+    run = prod.run(*args, suites=suites, env=env or CANARY_ENV)
     assert isinstance(run, SuiteRun)
     return run
 
@@ -74,15 +85,34 @@ def test_a_slow_canary_instance_fails_the_judge_naming_the_metric(prod: ProdEnv)
     assert any(m.endswith(":latency") for m in judged["regressions"]), judged["regressions"]
 
 
-def test_a_healthy_canary_instance_passes(prod: ProdEnv) -> None:
+def test_a_healthy_canary_instance_passes_with_its_pages(prod: ProdEnv) -> None:
     platform = prod.platform
     platform.deploy("1.0.0")
     platform.deploy("1.1.0", canary=1)
-    run = _run(prod, "-k", BASELINE_CHECK)
+    lean = {**PAGES_ENV, "POSTDEPLOY_LOCAL_PROD_CANARY_PAGES": "landing",
+            "POSTDEPLOY_LOCAL_PROD_CANARY_PAGE_LOADS": "8"}  # fmt: skip
+    run = _run(prod, "-k", BASELINE_CHECK, env=lean)
     assert run.returncode == 0, run.output[-4000:]
     judged = _judgement(run)
     assert judged["result"] == "pass", judged["reason"]
     assert judged["score"] >= judged["pass_score"]
+    pages = {m["metric"]: m for m in judged["metrics"] if m["endpoint"] in ("landing", "pages")}
+    assert {"landing:lcp", "landing:cls", "landing:ttfb", "pages:errors"} <= set(pages), pages
+    assert pages["landing:lcp"]["canary"]["samples"] == 8
+
+
+def test_page_regressions_of_a_canary_instance_fail_the_judge_naming_each(prod: ProdEnv) -> None:
+    """LCP (the hero image 3 s late), CLS (a late banner) and INP (a blocked click): each page
+    metric of the class caught by the same judge, on the canary instance only."""
+    platform = prod.platform
+    platform.deploy("1.0.0")
+    platform.deploy("1.1.0", ["slow_lcp", "layout_shift", "slow_interaction"], canary=1)
+    run = _run(prod, "-k", BASELINE_CHECK, env=PAGES_ENV)
+    assert run.outcomes.get(BASELINE_CHECK) == "failed", run.output[-4000:]
+    failure = next(f for f in run.target(TARGET)["failures"] if BASELINE_CHECK in f["test"])
+    assert failure["kind"] == "failed"
+    for metric in ("landing:lcp: median", "dashboard:cls: median", "dashboard:inp: median"):
+        assert metric in failure["message"], failure["message"]
 
 
 def test_a_failed_canary_rolls_back_and_the_verification_passes(prod: ProdEnv) -> None:

@@ -36,6 +36,7 @@ from postdeploy.performance.judge import (
     Classification,
     Criteria,
     Kind,
+    PageSamples,
     Result,
     holm,
     judge,
@@ -294,3 +295,53 @@ def test_one_release_everywhere_is_not_judged_and_an_ambiguous_fleet_is_an_error
         arms_for(target, None, unnumbered)
     baseline, canary = arms_for(target, None, unnumbered, expected_version="1.1.0")
     assert (baseline.route(0), canary.route(0)) == ({"h": "b"}, {"h": "a"})
+
+
+def _page(rng, n=10, lcp_ms=200.0, cls=0.0, inp=True, errors=0) -> PageSamples:
+    values = {
+        Kind.LCP: tuple(rng.lognormal(np.log(lcp_ms), 0.2, n)),
+        Kind.CLS: (cls,) * n,
+        Kind.TTFB: tuple(rng.lognormal(np.log(15.0), 0.3, n)),
+    }
+    if inp:
+        values[Kind.INP] = tuple(float(x) for x in rng.choice([8.0, 16.0], n))
+    return PageSamples(values, n + errors, errors)
+
+
+def test_page_metrics_join_the_judgement_and_a_slow_lcp_is_a_regression():
+    rng = np.random.default_rng(21)
+    pages = {"landing": (_page(rng), _page(rng, lcp_ms=3200.0)), "login": (_page(rng), _page(rng))}
+    judged = judge(healthy(rng), Criteria(seed=1), pages)
+    assert judged.result is Result.FAIL
+    assert [m.name for m in judged.regressions] == ["landing:lcp"]
+    names = {m.name for m in judged.metrics}
+    assert {"login:cls", "login:inp", "login:ttfb", "pages:errors"} <= names
+    line = next(m for m in judged.metrics if m.name == "landing:lcp").line()
+    assert "landing:lcp: median" in line
+    assert "ms" in line
+
+
+def test_healthy_pages_pass_and_a_layout_shift_is_an_absolute_regression():
+    rng = np.random.default_rng(22)
+    pages = {"landing": (_page(rng), _page(rng))}
+    assert judge(healthy(rng), Criteria(seed=1), pages).result is Result.PASS
+    shifted = {"dashboard": (_page(rng), _page(rng, cls=0.25))}
+    judged = judge(healthy(rng), Criteria(seed=1), shifted)
+    cls = next(m for m in judged.metrics if m.name == "dashboard:cls")
+    assert cls.classification is Classification.REGRESSION
+    assert cls.unit == "absolute"
+    assert cls.effect == pytest.approx(0.25)
+    assert "0.000 -> 0.250" in cls.line()
+
+
+def test_few_page_loads_are_inconclusive_and_an_unmeasurable_inp_is_left_out():
+    rng = np.random.default_rng(23)
+    few = {"landing": (_page(rng, n=5), _page(rng, n=5))}
+    judged = judge(healthy(rng), Criteria(seed=1), few)
+    assert judged.result is Result.INCONCLUSIVE
+    assert "landing:lcp" in judged.to_dict()["inconclusive"]
+    no_inp = {"landing": (_page(rng, inp=False), _page(rng, inp=False))}
+    assert "landing:inp" not in {m.name for m in judge(healthy(rng), None, no_inp).metrics}
+    failing = {"landing": (_page(rng), _page(rng, n=2, errors=8))}
+    judged = judge(healthy(rng), Criteria(seed=1), failing)
+    assert "pages:errors" in [m.name for m in judged.regressions]

@@ -150,7 +150,7 @@ class _Tally:
         )
 
 
-class _ArmClient:
+class ArmClient:
     """An arm's client and synthetic user; times one request at a time."""
 
     def __init__(self, arm: Arm, target: Target, run_id: str) -> None:
@@ -169,6 +169,7 @@ class _ArmClient:
         )
         self.users = UserFactory(self.client, run_id)
         self.auth: dict[str, str] = {}
+        self.token = ""
         self.sent = 0
 
     def prepare(self, needs_login: bool) -> None:
@@ -181,7 +182,8 @@ class _ArmClient:
                     f"{self.arm.describe()}: GET {PATHS.health} answered {response.status_code}"
                 )
         if needs_login:
-            self.auth = self.users().auth
+            user = self.users()
+            self.auth, self.token = user.auth, user.token
 
     def send(self, endpoint: KeyEndpoint) -> tuple[float | None, str]:
         """Latency in ms of an expected answer (else None) and what came back."""
@@ -212,8 +214,8 @@ class _ArmClient:
 
 
 @contextlib.contextmanager
-def _clients(arms: Sequence[Arm], target: Target, run_id: str) -> Iterator[list[_ArmClient]]:
-    clients = [_ArmClient(arm, target, run_id) for arm in arms]
+def arm_clients(arms: Sequence[Arm], target: Target, run_id: str) -> Iterator[list[ArmClient]]:
+    clients = [ArmClient(arm, target, run_id) for arm in arms]
     try:
         yield clients
     finally:
@@ -221,8 +223,9 @@ def _clients(arms: Sequence[Arm], target: Target, run_id: str) -> Iterator[list[
             client.close()
 
 
-def _prepare(client: _ArmClient, plan: Plan) -> None:
-    needs_login = any(e.login for e in plan.endpoints)
+def prepare_arm(client: ArmClient, needs_login: bool) -> None:
+    """The arm answers (else :class:`BaselineUnavailable` for the baseline, unreachable for the
+    target), with a synthetic user logged in when ``needs_login``."""
     try:
         client.prepare(needs_login)
     except (httpx.TransportError, AssertionError) as exc:
@@ -242,9 +245,10 @@ def collect(
 ) -> dict[str, list[ArmSamples]]:
     """Interleaved samples per endpoint: one ``ArmSamples`` per arm, in the order of ``arms``."""
     result: dict[str, list[ArmSamples]] = {}
-    with _clients(arms, target, run_id) as clients:
+    with arm_clients(arms, target, run_id) as clients:
+        needs_login = any(e.login for e in plan.endpoints)
         for client in clients:
-            _prepare(client, plan)
+            prepare_arm(client, needs_login)
         for endpoint in plan.endpoints:
             for _ in range(plan.warmup):
                 for client in clients:
@@ -322,6 +326,10 @@ def criteria_for(target: Target, relative: bool = False, seed: int | None = None
         Kind.P95: latency,
         Kind.P99: latency,
         Kind.ERRORS: float(section.allowed_error_increase_pp),
+        Kind.LCP: latency,
+        Kind.TTFB: latency,
+        Kind.INP: latency,
+        Kind.CLS: float(section.allowed_cls_increase),
     }
     if relative:
         where = f"{target.source}: [targets.{target.name}.canary] relative_criteria"
@@ -331,6 +339,7 @@ def criteria_for(target: Target, relative: bool = False, seed: int | None = None
         min_increase_ms=float(section.min_latency_increase_ms),
         allowed=allowed,
         min_samples=int(section.min_samples),
+        min_page_samples=int(section.min_page_loads),
         critical=_listed(section.critical_metrics),
         pass_score=float(section.pass_score),
         marginal_score=float(section.marginal_score),
@@ -462,18 +471,26 @@ def _newest_two(
     )
 
 
-def conclude(judgement: Judgement, against: str) -> None:
+def conclude(judgement: Judgement, against: str, unmeasured: Exception | None = None) -> None:
     """Turn the judgement into the check's outcome: an assertion naming the regressed metrics
-    and their figures, or :class:`CanaryInconclusive` (broken) for lack of data."""
+    and their figures, or :class:`CanaryInconclusive` (broken) for lack of data.
+
+    ``unmeasured``: why the page metrics could not be measured (the browser, the baseline's
+    pages). A regression found without them still fails - what the target answered decides;
+    otherwise the judgement is incomplete, and that trouble is raised (broken).
+    """
     summary = (
         f"score {_score(judgement.score)} (pass >= {judgement.criteria.pass_score:g}, "
         f"marginal >= {judgement.criteria.marginal_score:g})"
     )
     if judgement.result is Result.FAIL:
+        missing = f" (page metrics not measured: {unmeasured})" if unmeasured else ""
         raise AssertionError(
-            f"the release regressed against {against}: {judgement.reason}; {summary}\n"
+            f"the release regressed against {against}: {judgement.reason}; {summary}{missing}\n"
             + "\n".join(judgement.lines())
         )
+    if unmeasured is not None:
+        raise unmeasured
     if judgement.result is Result.INCONCLUSIVE:
         raise CanaryInconclusive(
             f"no verdict against {against}: {judgement.reason} (too few samples; raise "

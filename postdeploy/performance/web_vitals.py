@@ -44,6 +44,8 @@ NETWORK_IDLE_TIMEOUT_MS = 10_000
 #: CLS session windows (web-vitals): shifts less than 1 s apart, windows at most 5 s long.
 CLS_GAP_MS = 1000.0
 CLS_WINDOW_MS = 5000.0
+#: A navigation answered with this status or above served no page.
+HTTP_ERROR = 400
 
 METRICS = ("lcp_ms", "cls", "inp_ms", "fcp_ms", "ttfb_ms")
 LABELS = {"lcp_ms": "LCP", "cls": "CLS", "inp_ms": "INP", "fcp_ms": "FCP", "ttfb_ms": "TTFB"}
@@ -131,8 +133,8 @@ def compute(store: dict[str, Any], ttfb_ms: float | None) -> Vitals:
     )
 
 
-def _settle(page: Page) -> None:
-    """Wait for the network to go quiet, then until no LCP/layout shift came for QUIET_MS."""
+def _settle(page: Page, quiet_ms: float = QUIET_MS) -> None:
+    """Wait for the network to go quiet, then until no LCP/layout shift came for ``quiet_ms``."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     # A page that polls or sends beacons never goes idle: then the quiet window decides.
@@ -141,7 +143,7 @@ def _settle(page: Page) -> None:
     deadline = time.monotonic() + MAX_SETTLE_MS / 1000
     while time.monotonic() < deadline:
         quiet_for = page.evaluate(f"performance.now() - {STORE}.lastEntryAt")
-        if quiet_for >= QUIET_MS:
+        if quiet_for >= quiet_ms:
             return
         page.wait_for_timeout(POLL_MS)
 
@@ -166,6 +168,25 @@ def measure(page: Page, url: str, interaction: str) -> Vitals:
     page.goto(url, wait_until="load")
     _settle(page)
     _interact(page, interaction)
+    return _read(page)
+
+
+def measure_load(
+    page: Page, url: str, interaction: str, quiet_ms: float = QUIET_MS
+) -> tuple[int | None, Vitals | None]:
+    """One load for a comparison (the canary judge): the navigation's HTTP status, and the
+    vitals when the page was served (no vitals of an error page). ``quiet_ms`` may be shorter
+    than the absolute check's settle time: both arms are measured alike."""
+    response = page.goto(url, wait_until="load")
+    status = response.status if response is not None else None
+    if status is None or status >= HTTP_ERROR:
+        return status, None
+    _settle(page, quiet_ms)
+    _interact(page, interaction)
+    return status, _read(page)
+
+
+def _read(page: Page) -> Vitals:
     store = page.evaluate(STORE)
     ttfb = page.evaluate(
         "(() => { const n = performance.getEntriesByType('navigation')[0];"

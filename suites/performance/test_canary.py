@@ -4,7 +4,8 @@ Absolute SLOs pass a release that is 40 % slower but still quick. These checks j
 release *against* a reference, statistically (``postdeploy.performance.judge``; docs/canary.md):
 
 * against a baseline arm (``--baseline URL``, the target's ``baseline_url``, or the instance
-  settings of ``[canary]``): the same requests to both arms, interleaved;
+  settings of ``[canary]``): the same requests to both arms, interleaved, and N loads of each
+  key page per arm in Chromium (LCP, CLS, TTFB, INP), judged together;
 * against the last K usable runs of the history (``--compare-with previous:K``).
 
 A regression is significant after Holm's correction at the target's run false-alarm rate
@@ -19,13 +20,15 @@ from pathlib import Path
 import allure
 import pytest
 
-from postdeploy.gate import PROP_CANARY
+from postdeploy.gate import PROP_CANARY, BackendError
 from postdeploy.performance import history
 from postdeploy.performance.canary import (
     AUTO,
     CANARY,
     Arm,
+    BaselineUnavailable,
     NoBaseline,
+    TrafficThrottled,
     arms_for,
     collect,
     conclude,
@@ -33,7 +36,8 @@ from postdeploy.performance.canary import (
     paired,
     plan_for,
 )
-from postdeploy.performance.judge import ArmSamples, Judgement, Result, judge
+from postdeploy.performance.canary_pages import collect_pages, page_plan, paired_pages
+from postdeploy.performance.judge import ArmSamples, Judgement, PageSamples, Result, judge
 from postdeploy.performance.plot import distributions_svg
 
 
@@ -88,14 +92,31 @@ def _arms(request: pytest.FixtureRequest, target) -> tuple[Arm, Arm]:
         pytest.skip(str(exc))
 
 
+def _pages(
+    request: pytest.FixtureRequest, target, arms: tuple[Arm, Arm], run_id: str
+) -> tuple[dict[str, tuple[PageSamples, PageSamples]], Exception | None]:
+    """The page metrics of both arms, or why they could not be measured (the browser, the
+    baseline's pages, a rate limit: the harness's or the baseline's trouble, never the
+    target's verdict)."""
+    plan = page_plan(target)
+    if plan is None:
+        return {}, None
+    try:
+        playwright = request.getfixturevalue("playwright_driver")
+        return paired_pages(collect_pages(playwright, target, arms, plan, run_id)), None
+    except (BackendError, BaselineUnavailable, TrafficThrottled) as exc:
+        return {}, exc
+
+
 @pytest.mark.gating
 def test_the_release_is_not_worse_than_its_baseline(request, target, run_id, canary_gating):
     arms = _arms(request, target)
     pairs = paired(collect(target, arms, plan_for(target), run_id))
-    judgement = judge(pairs, criteria_for(target))
+    pages, unmeasured = _pages(request, target, arms, run_id)
+    judgement = judge(pairs, criteria_for(target), pages)
     against = arms[0].describe()
     _report(request, judgement, against, pairs)
-    conclude(judgement, against)
+    conclude(judgement, against, unmeasured)
 
 
 @pytest.mark.gating
