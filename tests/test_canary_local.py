@@ -114,3 +114,31 @@ def test_too_few_earlier_runs_are_not_judged_never_passed(local_env, tmp_path):
     assert run.outcomes[HISTORY_CHECK] == "skipped", run.output[-4000:]
     listed = local_env.cli("history", f"--history-dir={history_dir}", "list")
     assert listed.returncode == 0, listed.stderr
+
+
+def test_browser_trouble_leaves_the_pages_unmeasured_broken_unless_the_api_regressed(
+    local_env, stable, tmp_path
+):
+    """No Chromium: the page metrics cannot be measured. A healthy release is then broken
+    (never passed: the judgement is incomplete); a release whose endpoints regressed still
+    fails - what the target answered decides - and says the pages were not measured."""
+    no_browser = {
+        **canary_env(stable),
+        "POSTDEPLOY_LOCAL_CANARY_PAGE_LOADS": "8",
+        "POSTDEPLOY_LOCAL_CANARY_PAGES": "landing",
+        "PLAYWRIGHT_BROWSERS_PATH": str(tmp_path / "no-playwright-browsers"),
+        "POSTDEPLOY_CHROMIUM": str(tmp_path / "no-chromium"),
+    }
+    args = ("--baseline", stable.url, "-k", BASELINE_CHECK)
+    local_env.platform.deploy("1.0.0")
+    run = local_env.run(*args, suites=(CANARY,), env=no_browser)
+    verdict = run.target()
+    assert verdict["gate"] == "inconclusive", run.output[-3000:]
+    assert [f["kind"] for f in verdict["failures"]] == ["broken"]
+    assert "no browser" in verdict["failures"][0]["message"]
+    local_env.platform.deploy("1.1.0", ["latency_regression"])
+    run = local_env.run(*args, suites=(CANARY,), env=no_browser)
+    failure = next(f for f in run.target()["failures"] if BASELINE_CHECK in f["test"])
+    assert failure["kind"] == "failed", run.output[-3000:]
+    assert "page metrics not measured: no browser" in failure["message"]
+    assert ":latency: median" in failure["message"]
