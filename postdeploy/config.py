@@ -401,7 +401,12 @@ SECTIONS: dict[str, dict[str, Key]] = {
             help="--compare-with criteria, Keptn-style: 'p95 <= +10%', "
             "'errors <= +0.1pp' (default: the allowed increases above)",
         ),
-        "record_history": Key(bool, False, help="store every run's samples (history dir)"),
+        "record_history": Key(
+            bool, True, help="store every run's samples in the history dir (for --compare-with)"
+        ),
+        "history_keep": Key(
+            (int, float), 20, help="runs kept per target and load profile in the history dir"
+        ),
         "page_loads": Key(
             (int, float),
             10,

@@ -223,6 +223,12 @@ def _load_settings(config: pytest.Config) -> RunSettings:
                     f"{len(selected)}; pass a single target with --base-url"
                 )
             selected = [selected[0].with_url(base_url)]
+        if option.postdeploy_baseline and len(selected) > 1:
+            raise ConfigError(
+                f"--baseline names the stable release of one target, but --target {spec} "
+                f"selects {len(selected)} ({', '.join(t.name for t in selected)}); pass a single "
+                "target with --baseline, or set each target's baseline_url in the targets file"
+            )
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
     settings.targets = {t.name: t for t in selected}

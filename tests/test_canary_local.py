@@ -6,7 +6,8 @@ platform (the baseline arm), the release under validation on another (the target
 * a healthy canary against its stable release passes (20 runs of 20: benchmarks/bench_judge.py
   --e2e);
 * with ``--compare-with previous:K`` and fewer than K usable earlier runs, the check is not
-  judged (skipped), never passed.
+  judged (skipped), never passed; every run is stored (``record_history`` is on by default),
+  the history bounded to ``history_keep`` runs.
 
 Runs use fewer samples than the default (``[canary] samples``): a 30 % slowdown needs few.
 """
@@ -18,7 +19,9 @@ import json
 import jsonschema
 import pytest
 
+from postdeploy.contract import KEY_ENDPOINTS
 from postdeploy.local.platform import LocalPlatform
+from postdeploy.performance.history import History
 from postdeploy.sysutil import free_port
 
 from .conftest import REPO
@@ -73,6 +76,11 @@ def test_latency_regression_fails_the_canary_while_the_slos_pass(local_env, stab
     assert len(slower) >= len(latency) // 2, [m["summary"] for m in latency]
     assert all(0.1 < m["effect"] < 1.0 for m in slower)
     assert "canary regression: " in run.output  # one line each in the terminal summary
+    # every run is recorded (record_history is on by default), the canary arm's samples reused;
+    # a release that failed its baseline check is never a baseline for later runs
+    stored = History(local_env.state_dir / "history").runs("local")[0]
+    assert stored.outcome == "failed", stored
+    assert not stored.usable
     schema = json.loads((REPO / "schemas" / "verdict.schema.json").read_text())
     jsonschema.validate(run.verdict, schema)
 
@@ -84,7 +92,12 @@ def test_a_healthy_canary_passes_against_its_stable_release(local_env, stable):
     judged = judgement(run, BASELINE_CHECK)
     assert judged["result"] == "pass"
     assert judged["score"] >= judged["pass_score"]
-    assert run.outcomes[HISTORY_CHECK] == "skipped"  # no --compare-with, no history kept
+    assert run.outcomes[HISTORY_CHECK] == "skipped"  # no --compare-with: stored, not judged
+    stored = History(local_env.state_dir / "history").runs("local")[0]
+    assert (stored.outcome, stored.endpoints) == ("not judged", len(KEY_ENDPOINTS))
+    health = next(m for m in judged["metrics"] if m["metric"] == "health:latency")
+    stored_median = stored.samples()["health"].summary()["median_ms"]
+    assert stored_median == pytest.approx(health["canary"]["median_ms"], abs=1e-3)  # reused
 
 
 def test_an_unreachable_baseline_is_broken_never_failed(local_env):
@@ -104,13 +117,16 @@ def test_too_few_earlier_runs_are_not_judged_never_passed(local_env, tmp_path):
     comparison is measured by benchmarks/bench_judge.py, not asserted here.)"""
     history_dir = tmp_path / "history"
     history = [f"--history-dir={history_dir}", "-k", HISTORY_CHECK]
+    keep_two = {**canary_env(), "POSTDEPLOY_LOCAL_CANARY_HISTORY_KEEP": "2"}
     local_env.platform.deploy("1.0.0")
     for ask in (True, False, False):
         # the first asks for a comparison with no history; the others only record
         args = [*history, "--compare-with=previous:3"] if ask else history
-        run = local_env.run(*args, suites=(CANARY,), env=canary_env())
+        run = local_env.run(*args, suites=(CANARY,), env=keep_two)
         assert run.outcomes[HISTORY_CHECK] == "skipped", run.output[-4000:]
-    run = local_env.run(*history, "--compare-with=previous:4", suites=(CANARY,), env=canary_env())
+    # three runs recorded, the history bounded to the newest two ([canary] history_keep)
+    assert len(History(history_dir).runs("local")) == 2
+    run = local_env.run(*history, "--compare-with=previous:4", suites=(CANARY,), env=keep_two)
     assert run.outcomes[HISTORY_CHECK] == "skipped", run.output[-4000:]
     listed = local_env.cli("history", f"--history-dir={history_dir}", "list")
     assert listed.returncode == 0, listed.stderr

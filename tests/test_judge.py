@@ -30,7 +30,7 @@ from postdeploy.performance.canary import (
     parse_criteria,
     plan_traffic,
 )
-from postdeploy.performance.history import History, pooled
+from postdeploy.performance.history import History, HistoryError, pooled
 from postdeploy.performance.judge import (
     ArmSamples,
     Classification,
@@ -345,3 +345,39 @@ def test_few_page_loads_are_inconclusive_and_an_unmeasurable_inp_is_left_out():
     failing = {"landing": (_page(rng), _page(rng, n=2, errors=8))}
     judged = judge(healthy(rng), Criteria(seed=1), failing)
     assert "pages:errors" in [m.name for m in judged.regressions]
+
+
+def test_baseline_with_several_targets_is_a_usage_error(pytester, health_server):
+    targets = "".join(
+        f'[targets.{name}]\nplatform = "render"\nurl = "{health_server}"\nservice_id = "s"\n'
+        for name in ("alpha", "beta")
+    )
+    pytester.makefile(".toml", targets=targets)
+    folder = pytester.path / "suites" / "performance"
+    folder.mkdir(parents=True)
+    (folder / "test_x.py").write_text("def test_x(target):\n    pass\n")
+    result = pytester.runpytest_subprocess(
+        "suites", "--target", "alpha,beta", "--baseline", "https://stable.example"
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*--baseline names the stable release of one target, but --target alpha,beta selects 2*"]
+    )
+    assert "0 passed" not in result.stdout.str()
+
+
+def test_the_history_stays_bounded_to_the_newest_runs(tmp_path):
+    rng = np.random.default_rng(10)
+    store = History(tmp_path)
+    for n in range(6):
+        store.record("local", "quick", f"r{n}", {"health": arm(rng, 60)}, "passed", keep=4)
+        if n == 1:
+            store.invalidate("r1", "incident 7")
+    assert [r.run_id for r in store.runs("local", "quick")] == ["r5", "r4", "r3", "r2"]
+    assert sorted(p.name for p in (tmp_path / "local" / "quick").iterdir()) == [
+        f"r{n}.json.gz" for n in range(2, 6)
+    ]  # r1's invalidation marker went with it
+    store.record("local", "smoke", "s0", {"health": arm(rng, 60)}, "passed", keep=1)
+    assert len(store.runs("local")) == 5  # each target and profile is pruned on its own
+    with pytest.raises(HistoryError, match="at least 1 run"):
+        store.prune("local", "quick", 0)

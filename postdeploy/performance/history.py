@@ -10,6 +10,9 @@ so a later run re-runs the full tests against them rather than comparing summari
 ``--compare-with previous:K`` pools the last K *usable* runs of the same target, profile and
 harness version: not invalidated, and not failed themselves. A run made during an incident is
 excluded with ``postdeploy history invalidate RUN``.
+
+The folder stays bounded: recording a run prunes its target and profile to the newest ``keep``
+runs (``[canary] history_keep``), their invalidation markers with them.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ UNKNOWN_VERSION = "0+unknown"
 PASSED, FAILED, NOT_JUDGED, INCONCLUSIVE = "passed", "failed", "not judged", "inconclusive"
 USABLE_OUTCOMES = frozenset({PASSED, NOT_JUDGED})
 LATENCY_DIGITS = 3
+#: Runs kept per target and profile when the caller does not say.
+DEFAULT_KEEP = 20
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]")
 
 
@@ -134,8 +139,10 @@ class History:
         run_id: str,
         samples: dict[str, ArmSamples],
         outcome: str,
+        keep: int = DEFAULT_KEEP,
     ) -> Path:
-        """Store one run's samples (replacing an entry of the same run id)."""
+        """Store one run's samples (replacing an entry of the same run id), then prune the
+        target's and profile's runs to the newest ``keep``."""
         folder = self._folder(target, profile)
         folder.mkdir(parents=True, exist_ok=True)
         document = {
@@ -160,7 +167,19 @@ class History:
         with gzip.open(tmp, "wt", encoding="utf-8") as file:
             json.dump(document, file)
         tmp.replace(path)
+        self.prune(target, profile, keep)
         return path
+
+    def prune(self, target: str, profile: str, keep: int) -> list[StoredRun]:
+        """Delete all but the newest ``keep`` runs of ``target`` and ``profile`` (with their
+        invalidation markers); returns the deleted runs."""
+        if keep < 1:
+            raise HistoryError(f"the history must keep at least 1 run per target, not {keep}")
+        gone = self.runs(target, profile)[keep:]
+        for run in gone:
+            run.path.unlink(missing_ok=True)
+            _marker(run.path).unlink(missing_ok=True)
+        return gone
 
     def runs(self, target: str | None = None, profile: str | None = None) -> list[StoredRun]:
         """Stored runs, newest first."""
@@ -170,7 +189,7 @@ class History:
         found = []
         for path in self.root.glob(pattern + SUFFIX):
             data = _read(path)
-            marker = path.with_name(path.name[: -len(SUFFIX)] + INVALIDATED_SUFFIX)
+            marker = _marker(path)
             found.append(
                 StoredRun(
                     run_id=str(data["run_id"]),
@@ -200,8 +219,7 @@ class History:
         """Exclude a run from every future comparison (the samples are kept)."""
         matches = self.find(run_id)
         for run in matches:
-            marker = run.path.with_name(run.path.name[: -len(SUFFIX)] + INVALIDATED_SUFFIX)
-            marker.write_text(reason.strip() or "invalidated", encoding="utf-8")
+            _marker(run.path).write_text(reason.strip() or "invalidated", encoding="utf-8")
         return self.find(run_id)
 
     def baseline(self, target: str, profile: str, k: int, exclude_run: str = "") -> list[StoredRun]:
@@ -213,6 +231,11 @@ class History:
             if run.usable and run.harness_version == version and run.run_id != exclude_run
         ]
         return usable[:k]
+
+
+def _marker(path: Path) -> Path:
+    """The invalidation marker of the stored run at ``path``."""
+    return path.with_name(path.name[: -len(SUFFIX)] + INVALIDATED_SUFFIX)
 
 
 def pooled(runs: list[StoredRun]) -> dict[str, ArmSamples]:

@@ -6,7 +6,10 @@ release *against* a reference, statistically (``postdeploy.performance.judge``; 
 * against a baseline arm (``--baseline URL``, the target's ``baseline_url``, or the instance
   settings of ``[canary]``): the same requests to both arms, interleaved, and N loads of each
   key page per arm in Chromium (LCP, CLS, TTFB, INP), judged together;
-* against the last K usable runs of the history (``--compare-with previous:K``).
+* against the last K usable runs of the history (``--compare-with previous:K``). Every run
+  stores its samples there (``[canary] record_history``, on by default): the canary arm's
+  samples of the baseline check when it ran, else the target's own; the history is pruned to
+  ``history_keep`` runs per target and load profile.
 
 A regression is significant after Holm's correction at the target's run false-alarm rate
 *and* larger than the allowed increase. Both checks gate when ``[canary] gating`` says so.
@@ -39,6 +42,10 @@ from postdeploy.performance.canary import (
 from postdeploy.performance.canary_pages import collect_pages, page_plan, paired_pages
 from postdeploy.performance.judge import ArmSamples, Judgement, PageSamples, Result, judge
 from postdeploy.performance.plot import distributions_svg
+
+#: Per target, the canary arm's samples of this run's baseline check and what the check made of
+#: them: the history check stores those rather than send the same traffic again.
+CANARY_SAMPLES = pytest.StashKey[dict[str, tuple[dict[str, ArmSamples], str]]]()
 
 
 @pytest.fixture
@@ -114,6 +121,11 @@ def test_the_release_is_not_worse_than_its_baseline(request, target, run_id, can
     pairs = paired(collect(target, arms, plan_for(target), run_id))
     pages, unmeasured = _pages(request, target, arms, run_id)
     judgement = judge(pairs, criteria_for(target), pages)
+    failed = judgement.result is Result.FAIL
+    request.config.stash.setdefault(CANARY_SAMPLES, {})[target.name] = (
+        {name: canary for name, (_, canary) in pairs.items()},
+        history.FAILED if failed else history.NOT_JUDGED,
+    )
     against = arms[0].describe()
     _report(request, judgement, against, pairs)
     conclude(judgement, against, unmeasured)
@@ -128,9 +140,14 @@ def test_the_release_is_not_worse_than_earlier_runs(request, target, run_id, can
         pytest.skip("not judged: no --compare-with previous[:K] and no run history kept")
     store = _history(config)
     profile = _profile(config, target)
-    samples = collect(target, [Arm(CANARY, target.url)], plan_for(target), run_id)
-    current = {name: arms[0] for name, arms in samples.items()}
-    outcome = history.NOT_JUDGED
+    reused = config.stash.get(CANARY_SAMPLES, {}).get(target.name)
+    if reused is not None:
+        current, prior = reused
+    else:
+        samples = collect(target, [Arm(CANARY, target.url)], plan_for(target), run_id)
+        current, prior = {name: arms[0] for name, arms in samples.items()}, history.NOT_JUDGED
+    outcome = prior
+    keep = max(int(target.canary.history_keep), k or 0)
     try:
         if k is None:
             pytest.skip(
@@ -149,10 +166,11 @@ def test_the_release_is_not_worse_than_earlier_runs(request, target, run_id, can
         judgement = judge(pairs, criteria_for(target, relative=True))
         against = f"the last {k} run(s) ({', '.join(run.run_id for run in earlier)})"
         _report(request, judgement, against, pairs)
-        outcome = {
+        judged = {
             Result.FAIL: history.FAILED,
             Result.INCONCLUSIVE: history.INCONCLUSIVE,
         }.get(judgement.result, history.PASSED)
+        outcome = history.FAILED if prior == history.FAILED else judged
         conclude(judgement, against)
     finally:
-        store.record(target.name, profile, run_id, current, outcome)
+        store.record(target.name, profile, run_id, current, outcome, keep=keep)
