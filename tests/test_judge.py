@@ -381,3 +381,17 @@ def test_the_history_stays_bounded_to_the_newest_runs(tmp_path):
     assert len(store.runs("local")) == 5  # each target and profile is pruned on its own
     with pytest.raises(HistoryError, match="at least 1 run"):
         store.prune("local", "quick", 0)
+
+
+def test_tied_page_values_are_refined_by_permutation():
+    """LCP comes in 4 ms steps and CLS is often 0: with ties the normal approximation of a
+    10-against-10 rank test overstates the p-value (8e-5 when every canary load is worse);
+    the permutation test gives the exact order (5e-6, here within its 1e-5 resolution)."""
+    lcp = (232.0, 228.0, 232.0, 240.0, 236.0, 224.0, 232.0, 244.0, 220.0, 236.0)
+    base = PageSamples({Kind.LCP: lcp, Kind.CLS: (0.0,) * 10}, 10, 0)
+    canary = PageSamples({Kind.LCP: tuple(x * 3 for x in lcp), Kind.CLS: (0.126,) * 10}, 10, 0)
+    judged = judge({}, Criteria(seed=3), {"dashboard": (base, canary)})
+    p = {m.name: m.p_value for m in judged.metrics}
+    assert p["dashboard:lcp"] < 3e-5
+    assert p["dashboard:cls"] < 3e-5
+    assert {m.name for m in judged.regressions} == {"dashboard:lcp", "dashboard:cls"}
