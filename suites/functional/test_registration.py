@@ -25,8 +25,7 @@ def test_user_registration_completes(api, new_user):
 
 
 @pytest.mark.gating
-def test_registering_an_existing_email_is_refused(api, new_user):
-    user = new_user.register()
+def test_registering_an_existing_email_is_refused(api, user):
     response = api.post(PATHS.register, json={**user.credentials, "name": "Duplicate"})
     expect_error(response, 409)
 

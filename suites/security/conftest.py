@@ -36,6 +36,7 @@ from postdeploy.security.headers import Headers
 from postdeploy.users import SYNTHETIC_DOMAIN, SYNTHETIC_PREFIX, SyntheticUser, UserFactory
 
 if TYPE_CHECKING:
+    from postdeploy.accounts import AccountPool
     from postdeploy.config import Target
     from postdeploy.security.fuzz import FuzzReport
     from postdeploy.security.input_validation import Answer
@@ -75,10 +76,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.gating)
 
 
+#: The hostile-input corpus, and the fuzz checks, may each spend 1/N of the target's
+#: registrations per window (limits.registrations_per_window); their other registration probes
+#: are left out.
+CORPUS_REGISTRATION_SHARE = 10
 #: Answers sampled for the header requirements, besides the pages: JSON, an error, a 401.
-#: The hostile-input corpus may spend 1/N of the target's registrations per window
-#: (limits.registrations_per_window); its other registration probes are left out.
-CORPUS_REGISTRATION_SHARE = 6
 API_SAMPLES = (PATHS.health, PATHS.content, PATHS.lesson(1), "/postdeploy-no-such-page", PATHS.me)
 
 
@@ -114,9 +116,12 @@ class SessionUsers:
 
 
 @pytest.fixture(scope="session")
-def security_users(target: Target, run_id: str) -> Iterator[SessionUsers]:
+def security_users(
+    target: Target, run_id: str, accounts: AccountPool
+) -> Iterator[SessionUsers]:
+    """The suite's main user: a pooled account held for the whole session."""
     with new_client(target) as client:
-        factory = UserFactory(client, run_id)
+        factory = UserFactory(client, run_id, accounts)
         users = SessionUsers(factory, factory())
         yield users
         factory.cleanup()
@@ -193,6 +198,10 @@ def _run_fuzz(target: Target, users: SessionUsers) -> FuzzReport:
             destructive=frozenset(SESSION_ENDING_ROUTES),
             registration=("POST", PATHS.register),
             existing_email=users.main.email,
+            # as much of the registrations per window as the corpus spends
+            max_registrations=max(
+                1, int(target.limits.registrations_per_window) // CORPUS_REGISTRATION_SHARE
+            ),
             cookies={SESSION_COOKIE: "unused"},
         )
         return fuzz(

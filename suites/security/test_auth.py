@@ -148,7 +148,7 @@ def test_a_token_is_refused_after_its_lifetime(api, target, new_user):
             f"${target.monitoring.error_trigger_token_env} to its test-only token, and "
             "configure the app with it), so a token's expiry cannot be checked"
         )
-    user = new_user.register()
+    user = new_user()
     response = api.post(
         PATHS.login,
         params={SHORT_TTL_PARAM: str(SHORT_TTL_S)},
@@ -185,7 +185,7 @@ def test_a_token_is_refused_after_its_lifetime(api, target, new_user):
 @pytest.mark.gating
 def test_logout_revokes_both_the_token_and_the_cookie(api, new_user):
     """Log out the way the browser does (cookie + CSRF token); neither credential works after."""
-    user = new_user.register()
+    user = new_user.register()  # its own: a target may end every session of the account
     token, cookie = _log_in(api, user)
     bearer = {"Authorization": f"Bearer {token}"}
     csrf = json_body(expect_ok(api.get(PATHS.csrf, headers=bearer)))["csrf_token"]
@@ -207,7 +207,7 @@ def test_logout_revokes_both_the_token_and_the_cookie(api, new_user):
 
 @pytest.mark.gating
 def test_cookie_authenticated_writes_need_the_csrf_token(api, new_user):
-    user = new_user.register()
+    user = new_user()
     _, cookie = _log_in(api, user)
     problems = []
     writes = [route for route in PROTECTED_ROUTES if route[0] in WRITE_METHODS]
