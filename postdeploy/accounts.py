@@ -29,8 +29,11 @@ from typing import IO, TYPE_CHECKING
 from postdeploy.users import SyntheticUser
 
 if TYPE_CHECKING:
+    import httpx
+
     from postdeploy.budget import WindowBudget
     from postdeploy.config import Target
+    from postdeploy.users import UserFactory
 
 #: The registry's permissions: it holds the pooled accounts' passwords and tokens.
 REGISTRY_MODE = 0o600
@@ -40,6 +43,30 @@ LOGIN_HEADROOM = 3
 
 def registry_path(state_dir: Path, run_id: str, target: str) -> Path:
     return state_dir / "accounts" / f"{run_id}-{target}.json"
+
+
+def pool_for(target: Target, run_id: str, client: httpx.Client) -> AccountPool:
+    """The run's pool on ``target``; new accounts are registered and logged in via ``client``
+    (the target's, paced by its traffic budget)."""
+    from postdeploy import paths
+    from postdeploy.budget import WindowBudget
+    from postdeploy.users import UserFactory
+
+    factory = UserFactory(client, run_id)
+    limits, state = target.limits, paths.state_dir()
+    return AccountPool(
+        registry_path(state, run_id, target.name),
+        make=lambda: _pooled(factory),
+        logins=WindowBudget.logins(
+            state, target.name, int(limits.logins_per_window), limits.window_s
+        ),
+    )
+
+
+def _pooled(factory: UserFactory) -> SyntheticUser:
+    user = factory.fresh("Pooled Learner")
+    factory.created.clear()  # the pool's accounts outlive the factory: see delete_pool
+    return user
 
 
 @dataclass

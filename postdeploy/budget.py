@@ -49,9 +49,7 @@ class WindowBudget:
     window_s: float
 
     @classmethod
-    def registrations(
-        cls, state_dir: Path, name: str, limit: int, window_s: float
-    ) -> WindowBudget:
+    def registrations(cls, state_dir: Path, name: str, limit: int, window_s: float) -> WindowBudget:
         paced = max(MIN_PACED, int(limit) - RESERVED_FOR_UNPACED)
         return cls(state_dir / f"budget-{name}-registrations.json", paced, float(window_s))
 

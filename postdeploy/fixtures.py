@@ -95,6 +95,13 @@ def target(request: pytest.FixtureRequest) -> Target:
             selected.platform,
         ) from None
     settings.serving_versions[selected.name] = _serving_version(selected)
+    from postdeploy.early import early_starts
+
+    starts = early_starts(request.config)
+    if starts.enabled:
+        request.config.hook.pytest_postdeploy_start_early(
+            session=request.session, target=selected, starts=starts
+        )
     return selected
 
 
@@ -169,23 +176,10 @@ def api(
 def accounts(request: pytest.FixtureRequest, target: Target) -> Iterator[AccountPool]:
     """The run's pool of synthetic accounts on ``target`` (deleted by the controller at the
     end of the run: with xdist the workers share it)."""
-    from postdeploy import paths
-    from postdeploy.accounts import AccountPool, registry_path
-    from postdeploy.budget import WindowBudget
+    from postdeploy.accounts import pool_for
 
-    settings = _settings(request.config)
     with new_client(target) as client:
-        factory = UserFactory(client, settings.run_id)
-        limits = target.limits
-        logins = WindowBudget.logins(
-            paths.state_dir(), target.name, int(limits.logins_per_window), limits.window_s
-        )
-        yield AccountPool(
-            registry_path(paths.state_dir(), settings.run_id, target.name),
-            make=lambda: factory.fresh("Pooled Learner"),
-            logins=logins,
-        )
-        factory.created.clear()  # the pool's accounts outlive this process: see delete_pool
+        yield pool_for(target, _settings(request.config).run_id, client)
 
 
 @pytest.fixture

@@ -54,6 +54,7 @@ MARKERS = {
     "load": "load: generates load against the target (bounded in users and time)",
     "slow": "slow: takes more than a few seconds",
     "rate_limit": "rate_limit: spends the target's rate limit on purpose; runs last",
+    "alone": "alone: measures the target, so no background work of the run runs meanwhile",
 }
 
 
@@ -280,6 +281,12 @@ def pytest_configure(config: pytest.Config) -> None:
     allure.register(config, settings)
     if hasattr(config, "workerinput"):
         return
+    from postdeploy.early import EARLY_STARTS_KEY, EarlyStarts
+
+    # one process checks every target: it starts the slow work early (postdeploy/early.py)
+    config.stash[EARLY_STARTS_KEY] = EarlyStarts(
+        enabled=getattr(config.option, "numprocesses", None) in (None, 0)
+    )
     _check_rollback(settings)
     from postdeploy.run import ValidationRun
 
@@ -332,6 +339,10 @@ def _target_name(item: pytest.Item) -> str | None:
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("alone") is not None:
+        from postdeploy.early import early_starts
+
+        early_starts(item.config).wait_all()
     name = _target_name(item)
     if name is None:
         return
@@ -374,3 +385,11 @@ def pytest_runtest_makereport(
 
         attach_exchanges(item)
     return report
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Early work nobody took is waited for and undone (a started server stopped)."""
+    from postdeploy.early import early_starts
+
+    early_starts(session.config).close()

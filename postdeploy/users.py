@@ -154,4 +154,3 @@ class UserFactory:
         token = response.json().get("access_token", "")
         response = self.client.delete(PATHS.account, headers={"Authorization": f"Bearer {token}"})
         return response.status_code in (204, 404)
-
