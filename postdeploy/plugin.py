@@ -98,6 +98,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="When a gate fails: off, dry-run (decide and record only) or auto (default: off)",
     )
     group.addoption(
+        "--no-early-start",
+        dest="postdeploy_no_early_start",
+        action="store_true",
+        help="Start no slow work in the background: every check does its own work when it "
+        "runs (the reference of benchmarks/bench_time_to_verdict.py)",
+    )
+    group.addoption(
         "--expect-version",
         dest="postdeploy_expect_version",
         default=None,
@@ -286,6 +293,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # one process checks every target: it starts the slow work early (postdeploy/early.py)
     config.stash[EARLY_STARTS_KEY] = EarlyStarts(
         enabled=getattr(config.option, "numprocesses", None) in (None, 0)
+        and not config.option.postdeploy_no_early_start
     )
     _check_rollback(settings)
     from postdeploy.run import ValidationRun
