@@ -241,21 +241,35 @@ def _email_of(request: httpx.Request) -> str:
     return email if isinstance(email, str) else ""
 
 
+def registration_budget(target: Target) -> WindowBudget | None:
+    """``target``'s window of the harness's registrations (None: it declares no limits)."""
+    if "limits" not in target.sections:
+        return None
+    from postdeploy import paths
+    from postdeploy.budget import WindowBudget
+
+    limits = target.limits
+    return WindowBudget.registrations(
+        paths.state_dir(), target.name, int(limits.registrations_per_window), limits.window_s
+    )
+
+
 def budget_transport(target: Target, inner: httpx.BaseTransport) -> BudgetTransport:
     """The transport that keeps ``target``'s registrations and logins within its limits."""
-    if "limits" not in target.sections:
+    registrations = registration_budget(target)
+    if registrations is None:
         return BudgetTransport(inner, 0.0)
     from postdeploy import paths
     from postdeploy.budget import WindowBudget
 
-    limits, state = target.limits, paths.state_dir()
+    limits = target.limits
     return BudgetTransport(
         inner,
         float(limits.retry_after_max_s),
-        WindowBudget.registrations(
-            state, target.name, int(limits.registrations_per_window), limits.window_s
+        registrations,
+        WindowBudget.logins(
+            paths.state_dir(), target.name, int(limits.logins_per_window), limits.window_s
         ),
-        WindowBudget.logins(state, target.name, int(limits.logins_per_window), limits.window_s),
     )
 
 
