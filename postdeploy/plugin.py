@@ -55,6 +55,8 @@ MARKERS = {
     "slow": "slow: takes more than a few seconds",
     "rate_limit": "rate_limit: spends the target's rate limit on purpose; runs last",
     "alone": "alone: measures the target, so no background work of the run runs meanwhile",
+    "first": "first: runs before the other checks of its kind (health: a release that is down "
+    "is found, and rolled back, at once)",
 }
 
 
@@ -331,12 +333,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         category = _category(item)
         if category:
             item.add_marker(category)
-    # Gating checks first: a failing gate is found, and rolled back, as early as possible; the
-    # rate-limit check last, so the limit it spends is never met by another check.
+    # Gating checks first, the health checks first of all: a failing gate is found, and
+    # rolled back, as early as possible; the rate-limit check last, so the limit it spends is
+    # never met by another check.
     items.sort(
         key=lambda item: (
             item.get_closest_marker("rate_limit") is not None,
             item.get_closest_marker("gating") is None,
+            item.get_closest_marker("first") is None,
         )
     )
 
