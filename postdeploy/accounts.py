@@ -92,8 +92,12 @@ class AccountPool:
     #: the target's login window, to spread explicit logins over the accounts (None: no limit)
     logins: WindowBudget | None = None
 
-    def lease(self, exclude: Sequence[str] = ()) -> Lease:
-        """A pooled account no other test holds and not in ``exclude`` (e-mail addresses)."""
+    def lease(
+        self, exclude: Sequence[str] = (), make: Callable[[], SyntheticUser] | None = None
+    ) -> Lease:
+        """A pooled account no other test holds and not in ``exclude`` (e-mail addresses);
+        a new one is made by ``make`` when given (the asking test's client: its exchanges are
+        that test's evidence), else by the pool's own."""
         self.registry.parent.mkdir(parents=True, exist_ok=True)
         with self._locked_registry() as handle:
             accounts = _read(handle)
@@ -113,7 +117,7 @@ class AccountPool:
             if best is not None:
                 best.close()
             # none free (or all near their login limit): one more account for the pool
-            user = self.make()
+            user = (make or self.make)()
             accounts.append(user)
             _write(handle, accounts)
             lock = self._try_lock(len(accounts) - 1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import secrets
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -53,7 +53,9 @@ class Lease(Protocol):
 class AccountSource(Protocol):
     """Where pooled accounts come from (:class:`postdeploy.accounts.AccountPool`)."""
 
-    def lease(self, exclude: Sequence[str] = ()) -> Lease: ...
+    def lease(
+        self, exclude: Sequence[str] = (), make: Callable[[], SyntheticUser] | None = None
+    ) -> Lease: ...
 
 
 class UserFactory:
@@ -99,9 +101,18 @@ class UserFactory:
         (another one at each call within the test), or a fresh one without a pool."""
         if self.pool is None:
             return self.fresh(name)
-        lease = self.pool.lease(exclude=[held.user.email for held in self.leases])
+        lease = self.pool.lease(
+            exclude=[held.user.email for held in self.leases], make=self._for_the_pool
+        )
         self.leases.append(lease)
         return lease.user
+
+    def _for_the_pool(self) -> SyntheticUser:
+        """A new account for the pool, registered through this test's client; the pool's
+        accounts are deleted by the controller at the end of the run, not by this factory."""
+        user = self.fresh("Pooled Learner")
+        self.created.remove(user)
+        return user
 
     def _pooled(self, user: SyntheticUser) -> bool:
         return any(held.user is user for held in self.leases)

@@ -11,10 +11,12 @@ import sys
 import textwrap
 import time
 
+import httpx
 import pytest
 
 from postdeploy.accounts import AccountPool, registry_path
 from postdeploy.budget import WindowBudget, account_key
+from postdeploy.contract import PATHS
 from postdeploy.users import SyntheticUser, UserFactory
 
 FUNCTIONAL = "suites/functional"
@@ -48,13 +50,27 @@ def test_an_account_is_lent_to_one_test_at_a_time_and_reused_after(pool):
     assert again.user.token == "t"  # the token comes with the account: no new login
 
 
+def _answering_target() -> httpx.Client:
+    """A client whose target registers (201) and logs in (200) anyone."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == PATHS.register:
+            return httpx.Response(201, json={"id": 7})
+        return httpx.Response(200, json={"access_token": "token"})
+
+    return httpx.Client(base_url="https://target.example", transport=httpx.MockTransport(answer))
+
+
 def test_a_test_gets_distinct_accounts_and_gives_them_all_back(pool):
-    factory = UserFactory(client=None, run_id="run1", pool=pool)  # type: ignore[arg-type]
+    factory = UserFactory(_answering_target(), run_id="run1", pool=pool)
     owner, intruder = factory(), factory()
     assert owner.email != intruder.email
+    assert factory.created == []  # registered for the pool: the controller deletes them
+    assert {a.email for a in pool.accounts()} == {owner.email, intruder.email}
     with pytest.raises(ValueError, match="pooled account"):
         factory.delete(owner)
     factory.cleanup()
+    assert pool.made == []  # the test's own client registered them, not the pool's
     first, second = pool.lease(), pool.lease()
     assert {first.user.email, second.user.email} == {owner.email, intruder.email}
 
