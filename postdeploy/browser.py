@@ -40,6 +40,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from postdeploy.gate import MISCONFIGURED, SETUP_FAILED, BackendError
+from postdeploy.http import RATE_LIMITED_STATUS
 from postdeploy.redact import REDACTED, SECRET_HEADERS, redact_data, redact_text
 
 if TYPE_CHECKING:
@@ -271,6 +272,10 @@ def browser_secrets() -> list[str]:
     return []
 
 
+#: id(context) -> the requests its pages sent that the target answered 429.
+_RATE_LIMITED: dict[int, list[str]] = {}
+
+
 @pytest.fixture
 def context(
     request: pytest.FixtureRequest,
@@ -282,6 +287,16 @@ def context(
     """A fresh browser context (cold cache, no cookies), traced; evidence kept on failure."""
     ctx = browser.new_context(**browser_context_args)
     ctx.set_default_timeout(ACTION_TIMEOUT_MS)
+    limited: list[str] = []
+    _RATE_LIMITED[id(ctx)] = limited
+    ctx.on(
+        "response",
+        lambda response: (
+            limited.append(f"{response.request.method} {urlsplit(response.url).path}")
+            if response.status == RATE_LIMITED_STATUS
+            else None
+        ),
+    )
     ctx.tracing.start(screenshots=True, snapshots=True)
     yield ctx
     if failed(request.node):
@@ -289,6 +304,27 @@ def context(
     else:
         ctx.tracing.stop()
     ctx.close()
+    _RATE_LIMITED.pop(id(ctx), None)
+
+
+def rate_limited(ctx: BrowserContext) -> list[str]:
+    """The requests of ``ctx``'s pages the target answered 429 ("METHOD /path")."""
+    return list(_RATE_LIMITED.get(id(ctx), ()))
+
+
+def check_rate_limit(ctx: BrowserContext, what: str) -> None:
+    """Raise :class:`~postdeploy.http.TargetRateLimited` (broken, never failed) when a page
+    of ``ctx`` met the target's rate limit: a journey step that then did not get where it
+    should says nothing about the release."""
+    from postdeploy.http import TargetRateLimited
+
+    limited = rate_limited(ctx)
+    if limited:
+        raise TargetRateLimited(
+            f"{what}: the target rate-limited the harness ({', '.join(limited)} answered "
+            "HTTP 429): the browser's traffic exceeded the target's limits; the journey was "
+            "not judged"
+        )
 
 
 @pytest.fixture

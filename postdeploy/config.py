@@ -60,6 +60,12 @@ TARGET_KEYS: dict[str, Key] = {
     "description": Key(str, "", help="free text shown in reports"),
     "timeout_s": Key((int, float), 10.0, help="timeout of every HTTP request to the target"),
     "connect_timeout_s": Key((int, float), 3.0, help="timeout to open a connection"),
+    "concurrency": Key(
+        (int, float),
+        4,
+        help="requests in flight at once where checks send many independent ones (the "
+        "hostile-input corpus); the load test and the web vitals always run alone",
+    ),
     "ca_file": Key(str, "", help="PEM bundle to trust instead of the system store"),
     "http_url": Key(str, "", help="plain-HTTP URL expected to redirect to url"),
     "rollout_timeout_s": Key(
@@ -470,6 +476,7 @@ class Target:
     url: str
     timeout_s: float = 10.0
     connect_timeout_s: float = 3.0
+    concurrency: float = 4
     description: str = ""
     ca_file: str = ""
     http_url: str = ""

@@ -1,5 +1,9 @@
 """The nouns tests use: ``target`` -> ``api`` -> ``user``, plus ``new_user`` and ``run_id``.
 
+``user`` and ``new_user()`` lend accounts of the run's pool (``accounts``), registered once per
+run and shared by the checks one at a time; ``new_user.register()``/``fresh()`` register an
+account of the test's own, for checks whose subject is a new account.
+
 ``target`` is session-scoped and parametrized by the plugin (one value per selected target).
 It checks once that the target answers; when it does not, every test that uses it fails at
 once with the same message instead of waiting out a timeout each.
@@ -21,6 +25,7 @@ from postdeploy.users import SyntheticUser, UserFactory
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from postdeploy.accounts import AccountPool
     from postdeploy.config import Target
     from postdeploy.instances import Route
     from postdeploy.rollback.base import Instance
@@ -90,6 +95,13 @@ def target(request: pytest.FixtureRequest) -> Target:
             selected.platform,
         ) from None
     settings.serving_versions[selected.name] = _serving_version(selected)
+    from postdeploy.early import early_starts
+
+    starts = early_starts(request.config)
+    if starts.enabled:
+        request.config.hook.pytest_postdeploy_start_early(
+            session=request.session, target=selected, starts=starts
+        )
     return selected
 
 
@@ -160,16 +172,30 @@ def api(
         yield client
 
 
+@pytest.fixture(scope="session")
+def accounts(request: pytest.FixtureRequest, target: Target) -> Iterator[AccountPool]:
+    """The run's pool of synthetic accounts on ``target`` (deleted by the controller at the
+    end of the run: with xdist the workers share it)."""
+    from postdeploy.accounts import pool_for
+
+    with new_client(target) as client:
+        yield pool_for(target, _settings(request.config).run_id, client)
+
+
 @pytest.fixture
-def new_user(target: Target, recorder: Recorder, run_id: str) -> Iterator[UserFactory]:
-    """Factory of synthetic users; all of them are deleted after the test, pass or fail."""
+def new_user(
+    target: Target, recorder: Recorder, run_id: str, accounts: AccountPool
+) -> Iterator[UserFactory]:
+    """Synthetic users: ``new_user()`` leases a pooled account (given back after the test),
+    ``new_user.fresh()``/``register()`` make one of the test's own (deleted after it)."""
     with new_client(target, recorder) as client:
-        factory = UserFactory(client, run_id)
+        factory = UserFactory(client, run_id, accounts)
         yield factory
         factory.cleanup()
 
 
 @pytest.fixture
 def user(new_user: UserFactory) -> SyntheticUser:
-    """A registered, logged-in synthetic user (bearer token in ``user.auth``)."""
+    """A registered, logged-in synthetic user of the pool, this test's alone while it runs
+    (bearer token in ``user.auth``)."""
     return new_user()

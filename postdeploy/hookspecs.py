@@ -16,3 +16,14 @@ def pytest_postdeploy_flaky(item: pytest.Item, attempts: int, first_failure: str
     Called in the process that ran the check, right after its passing attempt was reported and
     before its teardown is logged. ``first_failure`` is the first failure's redacted message.
     """
+
+
+@pytest.hookspec
+def pytest_postdeploy_start_early(session: pytest.Session, target: object, starts: object) -> None:
+    """``target`` (a :class:`~postdeploy.config.Target`, ready: deployed, answering) is about
+    to be checked: start in the background, with ``starts.start(key, work)``
+    (:class:`~postdeploy.early.EarlyStarts`), the slow work that the *selected* checks of
+    ``session`` will need, and take it in the fixture that needs it (``starts.take``).
+
+    Called once per target, in a run without xdist workers only.
+    """

@@ -21,7 +21,7 @@ from postdeploy.gate import BackendError
 from postdeploy.redact import redact_body, redact_headers, redact_url
 
 if TYPE_CHECKING:
-    from postdeploy.budget import RegistrationBudget
+    from postdeploy.budget import WindowBudget
     from postdeploy.config import Target
 
 #: Largest body kept per recorded request or response, in characters.
@@ -171,22 +171,36 @@ class BudgetTransport(httpx.BaseTransport):
         self,
         inner: httpx.BaseTransport,
         max_wait_s: float,
-        registrations: RegistrationBudget | None = None,
+        registrations: WindowBudget | None = None,
+        logins: WindowBudget | None = None,
     ) -> None:
         self._inner = inner
         self.max_wait_s = max_wait_s
         self.registrations = registrations
+        self.logins = logins
+
+    def _paced(self, request: httpx.Request) -> tuple[WindowBudget, str] | None:
+        """The window ``request`` spends, and its key; None for requests that spend none."""
+        if request.method != "POST":
+            return None
+        if request.url.path == PATHS.register and self.registrations is not None:
+            from postdeploy.budget import WHOLE_CLIENT
+
+            return self.registrations, WHOLE_CLIENT
+        if request.url.path == PATHS.login and self.logins is not None:
+            email = _email_of(request)
+            if email:  # no address, no account to count against
+                from postdeploy.budget import account_key
+
+                return self.logins, account_key(email)
+        return None
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        budget = self.registrations
-        registering = budget is not None and (request.method, request.url.path) == (
-            "POST",
-            PATHS.register,
-        )
-        slot = budget.acquire() if budget is not None and registering else None
+        paced = self._paced(request)
+        slot = paced[0].acquire(paced[1]) if paced is not None else None
         response = self._inner.handle_request(request)
-        if budget is not None and slot is not None and _refused_before_counting(response):
-            budget.release(slot)
+        if paced is not None and slot is not None and _refused_before_counting(response):
+            paced[0].release(slot, paced[1])
         if response.status_code != RATE_LIMITED_STATUS:
             return response
         header = response.headers.get("retry-after")
@@ -215,18 +229,48 @@ def _refused_before_counting(response: httpx.Response) -> bool:
     return CLIENT_ERROR <= status < SERVER_ERROR and status not in SPENT_STATUSES
 
 
-def budget_transport(target: Target, inner: httpx.BaseTransport) -> BudgetTransport:
-    """The transport that keeps ``target``'s registrations within its declared limits."""
+def _email_of(request: httpx.Request) -> str:
+    """The ``email`` of a JSON login body ("" when there is none: a hostile or malformed one)."""
+    import json
+
+    try:
+        body = json.loads(request.content or b"{}")
+    except (ValueError, UnicodeDecodeError, RecursionError):  # hostile bodies come this way
+        return ""
+    email = body.get("email") if isinstance(body, dict) else None
+    return email if isinstance(email, str) else ""
+
+
+def registration_budget(target: Target) -> WindowBudget | None:
+    """``target``'s window of the harness's registrations (None: it declares no limits)."""
     if "limits" not in target.sections:
-        return BudgetTransport(inner, 0.0)
+        return None
     from postdeploy import paths
-    from postdeploy.budget import RegistrationBudget
+    from postdeploy.budget import WindowBudget
 
     limits = target.limits
-    budget = RegistrationBudget.for_target(
+    return WindowBudget.registrations(
         paths.state_dir(), target.name, int(limits.registrations_per_window), limits.window_s
     )
-    return BudgetTransport(inner, float(limits.retry_after_max_s), budget)
+
+
+def budget_transport(target: Target, inner: httpx.BaseTransport) -> BudgetTransport:
+    """The transport that keeps ``target``'s registrations and logins within its limits."""
+    registrations = registration_budget(target)
+    if registrations is None:
+        return BudgetTransport(inner, 0.0)
+    from postdeploy import paths
+    from postdeploy.budget import WindowBudget
+
+    limits = target.limits
+    return BudgetTransport(
+        inner,
+        float(limits.retry_after_max_s),
+        registrations,
+        WindowBudget.logins(
+            paths.state_dir(), target.name, int(limits.logins_per_window), limits.window_s
+        ),
+    )
 
 
 def new_client(

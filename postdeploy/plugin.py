@@ -54,6 +54,9 @@ MARKERS = {
     "load": "load: generates load against the target (bounded in users and time)",
     "slow": "slow: takes more than a few seconds",
     "rate_limit": "rate_limit: spends the target's rate limit on purpose; runs last",
+    "alone": "alone: measures the target, so no background work of the run runs meanwhile",
+    "first": "first: runs before the other checks of its kind (health: a release that is down "
+    "is found, and rolled back, at once)",
 }
 
 
@@ -95,6 +98,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default="off",
         choices=ROLLBACK_MODES,
         help="When a gate fails: off, dry-run (decide and record only) or auto (default: off)",
+    )
+    group.addoption(
+        "--no-early-start",
+        dest="postdeploy_no_early_start",
+        action="store_true",
+        help="Start no slow work in the background: every check does its own work when it "
+        "runs (the reference of benchmarks/bench_time_to_verdict.py)",
     )
     group.addoption(
         "--expect-version",
@@ -286,6 +296,13 @@ def pytest_configure(config: pytest.Config) -> None:
     allure.register(config, settings)
     if hasattr(config, "workerinput"):
         return
+    from postdeploy.early import EARLY_STARTS_KEY, EarlyStarts
+
+    # one process checks every target: it starts the slow work early (postdeploy/early.py)
+    config.stash[EARLY_STARTS_KEY] = EarlyStarts(
+        enabled=getattr(config.option, "numprocesses", None) in (None, 0)
+        and not config.option.postdeploy_no_early_start
+    )
     _check_rollback(settings)
     from postdeploy.run import ValidationRun
 
@@ -322,12 +339,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         category = _category(item)
         if category:
             item.add_marker(category)
-    # Gating checks first: a failing gate is found, and rolled back, as early as possible; the
-    # rate-limit check last, so the limit it spends is never met by another check.
+    # Gating checks first, the health checks first of all: a failing gate is found, and
+    # rolled back, as early as possible; the rate-limit check last, so the limit it spends is
+    # never met by another check.
     items.sort(
         key=lambda item: (
             item.get_closest_marker("rate_limit") is not None,
             item.get_closest_marker("gating") is None,
+            item.get_closest_marker("first") is None,
         )
     )
 
@@ -338,6 +357,10 @@ def _target_name(item: pytest.Item) -> str | None:
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("alone") is not None:
+        from postdeploy.early import early_starts
+
+        early_starts(item.config).wait_all()
     name = _target_name(item)
     if name is None:
         return
@@ -380,3 +403,11 @@ def pytest_runtest_makereport(
 
         attach_exchanges(item)
     return report
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Early work nobody took is waited for and undone (a started server stopped)."""
+    from postdeploy.early import early_starts
+
+    early_starts(session.config).close()

@@ -202,10 +202,14 @@ class ValidationRun:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        from postdeploy import paths
+        from postdeploy.accounts import delete_pool
         from postdeploy.rollback import lifecycle_of
 
         for target in self.settings.targets.values():
-            lifecycle_of(target).finish(self.settings.run_id)
+            lifecycle = lifecycle_of(target)
+            delete_pool(lifecycle.client_target(), self.settings.run_id, paths.state_dir())
+            lifecycle.finish(self.settings.run_id)
         targets = {}
         for name, target in self.settings.targets.items():
             record = self.controller.records.get(name)

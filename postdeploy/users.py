@@ -1,15 +1,19 @@
-"""Synthetic users: created for a test with a run-unique prefix, always deleted afterwards."""
+"""Synthetic users: a test's own (registered with a run-unique prefix, deleted afterwards) or
+leased from the run's account pool (:mod:`postdeploy.accounts`, given back afterwards)."""
 
 from __future__ import annotations
 
 import secrets
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import httpx
 
 from postdeploy.contract import PATHS
 from postdeploy.expect import expect_status
+from postdeploy.gate import BackendError
 
 #: Synthetic accounts are ``pd-<run id>-<random>@SYNTHETIC_DOMAIN``.
 SYNTHETIC_DOMAIN = "example.com"
@@ -38,20 +42,42 @@ class SyntheticUser:
         return {"email": self.email, "password": self.password}
 
 
-class UserFactory:
-    """Creates synthetic users on a target and deletes every one of them at :meth:`cleanup`."""
+class Lease(Protocol):
+    """An account lent to one test (:class:`postdeploy.accounts.Lease`)."""
 
-    def __init__(self, client: httpx.Client, run_id: str) -> None:
+    user: SyntheticUser
+
+    def close(self) -> None: ...
+
+
+class AccountSource(Protocol):
+    """Where pooled accounts come from (:class:`postdeploy.accounts.AccountPool`)."""
+
+    def lease(
+        self, exclude: Sequence[str] = (), make: Callable[[], SyntheticUser] | None = None
+    ) -> Lease: ...
+
+
+class UserFactory:
+    """Synthetic users for one test: leased from ``pool`` (when there is one) or registered;
+    at :meth:`cleanup` the leased ones go back and every registered one is deleted."""
+
+    def __init__(
+        self, client: httpx.Client, run_id: str, pool: AccountSource | None = None
+    ) -> None:
         self.client = client
         self.run_id = run_id
+        self.pool = pool
         self.created: list[SyntheticUser] = []
+        self.leases: list[Lease] = []
 
     def new_email(self) -> str:
         # random, not a counter: xdist workers share the run id
         return f"{SYNTHETIC_PREFIX}{self.run_id}-{secrets.token_hex(4)}@{SYNTHETIC_DOMAIN}"
 
     def register(self, name: str = "Synthetic Learner") -> SyntheticUser:
-        """Register a user (not logged in). Fails the test if registration does not work."""
+        """Register a new account (not logged in), for a check whose subject is a new account.
+        Fails the test if registration does not work."""
         user = SyntheticUser(self.new_email(), secrets.token_urlsafe(18), name)
         response = self.client.post(PATHS.register, json={**user.credentials, "name": name})
         expect_status(response, 201, what="registering a synthetic user")
@@ -66,25 +92,53 @@ class UserFactory:
         self.client.cookies.clear()
         return user
 
-    def __call__(self, name: str = "Synthetic Learner") -> SyntheticUser:
-        """A registered and logged-in user."""
+    def fresh(self, name: str = "Synthetic Learner") -> SyntheticUser:
+        """A new registered and logged-in account of this test alone (one it may delete)."""
         return self.login(self.register(name))
 
+    def __call__(self, name: str = "Synthetic Learner") -> SyntheticUser:
+        """A registered and logged-in user no other running test holds: a pooled account
+        (another one at each call within the test), or a fresh one without a pool."""
+        if self.pool is None:
+            return self.fresh(name)
+        lease = self.pool.lease(
+            exclude=[held.user.email for held in self.leases], make=self._for_the_pool
+        )
+        self.leases.append(lease)
+        return lease.user
+
+    def _for_the_pool(self) -> SyntheticUser:
+        """A new account for the pool, registered through this test's client; the pool's
+        accounts are deleted by the controller at the end of the run, not by this factory."""
+        user = self.fresh("Pooled Learner")
+        self.created.remove(user)
+        return user
+
+    def _pooled(self, user: SyntheticUser) -> bool:
+        return any(held.user is user for held in self.leases)
+
     def delete(self, user: SyntheticUser) -> httpx.Response:
-        """Delete ``user``'s account through the API (what a check of deletion calls)."""
+        """Delete ``user``'s account through the API (what a check of deletion calls); only
+        an account of this test's own (:meth:`fresh`, :meth:`register`), never a pooled one."""
+        if self._pooled(user):
+            raise ValueError(f"{user.email} is a pooled account: delete only a fresh() one")
         response = self.client.delete(PATHS.account, headers=user.auth)
         if response.status_code == 204:
             self.created.remove(user)
         return response
 
     def cleanup(self) -> list[str]:
-        """Delete every user this factory created; returns the ones that could not be deleted."""
+        """Give the leased accounts back and delete every account this factory registered;
+        returns the ones that could not be deleted."""
+        for lease in self.leases:
+            lease.close()
+        self.leases.clear()
         leftovers = []
         for user in self.created:
             try:
                 if not self._delete(user):
                     leftovers.append(user.email)
-            except httpx.HTTPError:
+            except (httpx.HTTPError, BackendError):  # unreachable, or rate-limited
                 leftovers.append(user.email)
         if leftovers:
             warnings.warn(
@@ -111,4 +165,3 @@ class UserFactory:
         token = response.json().get("access_token", "")
         response = self.client.delete(PATHS.account, headers={"Authorization": f"Bearer {token}"})
         return response.status_code in (204, 404)
-

@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from postdeploy.budget import RESERVED_FOR_UNPACED, RegistrationBudget
+from postdeploy.budget import RESERVED_FOR_UNPACED, WindowBudget
 from postdeploy.gate import BackendError
 from postdeploy.http import BudgetTransport, TargetRateLimited, retry_after_s
 
@@ -63,7 +63,7 @@ def test_retry_after_is_read_as_seconds_or_a_date():
 
 
 def test_registrations_wait_for_a_free_slot_of_the_window(tmp_path):
-    budget = RegistrationBudget.for_target(tmp_path, "t", RESERVED_FOR_UNPACED + 2, 1.0)
+    budget = WindowBudget.registrations(tmp_path, "t", RESERVED_FOR_UNPACED + 2, 1.0)
     assert budget.limit == 2
     started = time.monotonic()
     for _ in range(3):
@@ -72,7 +72,7 @@ def test_registrations_wait_for_a_free_slot_of_the_window(tmp_path):
 
 
 def test_an_invalid_registration_gives_its_slot_back(tmp_path):
-    budget = RegistrationBudget(tmp_path / "b.json", 2, 60.0)
+    budget = WindowBudget(tmp_path / "b.json", 2, 60.0)
     inner, _ = answering(422, 422, 422, 201)
     with httpx.Client(transport=BudgetTransport(inner, 1, budget)) as client:
         for _ in range(3):

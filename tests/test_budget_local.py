@@ -26,3 +26,21 @@ def test_a_rate_limited_harness_is_inconclusive_and_never_rolls_back(local_env, 
     assert "the target rate-limited the harness" in limited[0]["message"]
     assert not [f for f in target["failures"] if f["kind"] == "failed"], target["failures"]
     assert local_env.platform.current().version == "2.0.0"
+
+
+def test_a_journey_the_target_rate_limits_is_broken_never_failed(local_env, monkeypatch):
+    """The browser's registration form meets the 429 (one registration a minute): the journey
+    that could not register is broken, naming the rate limit - not a failed journey."""
+    monkeypatch.setenv("LA_RATE_LIMIT_REGISTER", "1/60")
+    local_env.platform.stop()
+    local_env.platform.deploy("1.0.0")
+
+    run = local_env.run(
+        "-k", "visitor_registers or whole_journey", suites=("suites/journeys/test_journeys.py",)
+    )  # fmt: skip
+
+    assert not run.failed(), run.target()["failures"]
+    assert run.broken(), run.output[-3000:]
+    limited = [f for f in run.target()["failures"] if f["kind"] == "broken"]
+    assert all("the target rate-limited the harness" in f["message"] for f in limited), limited
+    assert all("POST /api/auth/register answered HTTP 429" in f["message"] for f in limited)

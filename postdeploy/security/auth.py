@@ -13,7 +13,14 @@ import base64
 import binascii
 import json
 import time
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import httpx
+
+    from postdeploy.config import Target
+    from postdeploy.users import SyntheticUser
 
 TOKEN_PARTS = 3
 #: How far in the past the forged expiry lies.
@@ -76,3 +83,49 @@ def forge(token: str, kind: str, now: float | None = None) -> str | None:
     if kind == ALG_NONE:
         return f"{_encode({**header, 'alg': 'none'})}.{body}."
     raise ValueError(f"unknown kind of forged credential {kind!r}; one of {', '.join(KINDS)}")
+
+
+# -- a short-lived token the target issued ----------------------------------------------------
+
+#: Lifetime asked for the expired-token check's login, and the wait past it (clock skew).
+SHORT_TTL_S = 2
+EXPIRY_MARGIN_S = 1.5
+
+
+@dataclass
+class ShortLivedLogin:
+    """A login asking the target for a :data:`SHORT_TTL_S` token, made early in the run so
+    its lifetime runs out while other checks run (``issued_at`` is ``time.monotonic()``)."""
+
+    response: httpx.Response | None = None
+    #: GET of the caller's account with the fresh token, right after the login
+    fresh_status: int | None = None
+    issued_at: float = 0.0
+    #: the target issues no short-lived token to the harness (no test-only secret)
+    secret_missing: bool = False
+
+
+def short_lived_login(target: Target, user: SyntheticUser) -> ShortLivedLogin:
+    """Log ``user`` in for a short-lived token, and use it once while it is fresh."""
+    from postdeploy.contract import ERROR_TRIGGER_HEADER, PATHS, SHORT_TTL_PARAM
+    from postdeploy.http import new_client
+    from postdeploy.monitoring.error_tracking import trigger_token
+
+    secret = trigger_token(target)
+    if not secret:
+        return ShortLivedLogin(secret_missing=True)
+    with new_client(target) as client:
+        issued_at = time.monotonic()
+        response = client.post(
+            PATHS.login,
+            params={SHORT_TTL_PARAM: str(SHORT_TTL_S)},
+            json=user.credentials,
+            headers={ERROR_TRIGGER_HEADER: secret},
+        )
+        response.read()
+        login = ShortLivedLogin(response, issued_at=issued_at)
+        if response.status_code == 200:
+            token = response.json().get("access_token", "")
+            fresh = client.get(PATHS.me, headers={"Authorization": f"Bearer {token}"})
+            login.fresh_status = fresh.status_code
+    return login

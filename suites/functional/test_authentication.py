@@ -11,7 +11,7 @@ from postdeploy.instances import check_each
 
 @pytest.mark.gating
 def test_login_returns_a_bearer_token_and_a_session_cookie(api, new_user, instance_routes):
-    user = new_user.register()
+    user = new_user.register()  # its own: logging in is what this check is about
 
     def login(route):
         response = api.post(PATHS.login, json=user.credentials, headers=route.headers)
@@ -36,8 +36,7 @@ def test_logged_in_user_can_read_their_account(api, user):
 
 
 @pytest.mark.gating
-def test_wrong_password_is_refused(api, new_user):
-    user = new_user.register()
+def test_wrong_password_is_refused(api, user):
     response = api.post(
         PATHS.login, json={"email": user.email, "password": "wrong-" + user.password}
     )
@@ -50,7 +49,7 @@ def test_account_requires_credentials(api):
 
 @pytest.mark.gating
 def test_logout_revokes_the_session(api, new_user):
-    user = new_user.register()
+    user = new_user.register()  # its own: a target may end every session of the account
     login = api.post(PATHS.login, json=user.credentials)
     expect_status(login, 200, what="logging in before logout")
     token = json_body(login)["access_token"]

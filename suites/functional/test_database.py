@@ -40,7 +40,7 @@ def test_a_write_is_read_back_from_the_database(api, new_user, instance_routes):
 
 
 def test_a_deleted_account_is_gone(api, new_user):
-    user = new_user()
+    user = new_user.fresh()
     expect_status(new_user.delete(user), 204, what="deleting the account")
     response = api.post(PATHS.login, json=user.credentials)
     assert response.status_code == 401, (

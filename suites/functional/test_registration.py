@@ -26,7 +26,7 @@ def test_user_registration_completes(api, new_user):
 
 @pytest.mark.gating
 def test_registering_an_existing_email_is_refused(api, new_user):
-    user = new_user.register()
+    user = new_user.register()  # not a pooled one: those need a login, a check of its own
     response = api.post(PATHS.register, json={**user.credentials, "name": "Duplicate"})
     expect_error(response, 409)
 

@@ -19,7 +19,9 @@ from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 
+from postdeploy.browser import check_rate_limit
 from postdeploy.contract import LESSON_COMPLETED_TEXT, PATHS, UI
+from postdeploy.http import registration_budget
 from postdeploy.users import SyntheticUser
 
 if TYPE_CHECKING:
@@ -29,14 +31,17 @@ LESSON_SCORE = 85
 
 
 @contextlib.contextmanager
-def step(title: str) -> Iterator[None]:
-    """A named step in the report; a page that never gets there is the product's failure."""
+def step(page, title: str) -> Iterator[None]:
+    """A named step in the report; a page that never gets there is the product's failure -
+    unless the target rate-limited the browser on the way, which is the harness's (broken)."""
     with allure.step(title):
         try:
             yield
         except AssertionError as exc:  # expect(...): keep Playwright's own explanation
+            check_rate_limit(page.context, title)
             raise AssertionError(f"{title}: {exc}") from None
         except PlaywrightTimeout as exc:
+            check_rate_limit(page.context, title)
             raise AssertionError(f"{title}: {str(exc).splitlines()[0]}") from None
         except PlaywrightError as exc:
             if "net::" not in str(exc):
@@ -45,8 +50,12 @@ def step(title: str) -> Iterator[None]:
 
 
 @pytest.fixture
-def journey_user(new_user, browser_secrets) -> SyntheticUser:
-    """Credentials for a user the journey registers through the form; deleted afterwards."""
+def journey_user(target, new_user, browser_secrets) -> SyntheticUser:
+    """Credentials for a user the journey registers through the form; deleted afterwards.
+    The form's registration takes its slot of the traffic budget like the API's do."""
+    budget = registration_budget(target)
+    if budget is not None:
+        budget.acquire()
     user = SyntheticUser(new_user.new_email(), secrets.token_urlsafe(18), "Journey Learner")
     new_user.created.append(user)  # the factory deletes it at teardown, pass or fail
     browser_secrets.append(user.password)
@@ -62,7 +71,7 @@ def registered_user(new_user, browser_secrets) -> SyntheticUser:
 
 
 def register(page, user: SyntheticUser) -> None:
-    with step(f"register {user.email} through the form"):
+    with step(page, f"register {user.email} through the form"):
         page.goto(PATHS.page_register)
         page.fill(UI.name_input, user.name)
         page.fill(UI.email_input, user.email)
@@ -72,7 +81,7 @@ def register(page, user: SyntheticUser) -> None:
 
 
 def log_in(page, user: SyntheticUser) -> None:
-    with step(f"log in as {user.email}"):
+    with step(page, f"log in as {user.email}"):
         page.goto(PATHS.page_login)
         page.fill(UI.email_input, user.email)
         page.fill(UI.password_input, user.password)
@@ -81,34 +90,34 @@ def log_in(page, user: SyntheticUser) -> None:
 
 
 def expect_dashboard(page, user: SyntheticUser, completed: int, sessions: int) -> None:
-    with step(f"the dashboard greets {user.name} and shows {completed} lesson(s) completed"):
+    with step(page, f"the dashboard greets {user.name} and shows {completed} lesson(s) completed"):
         expect(page.locator(UI.welcome)).to_have_text(user.name)
         expect(page.locator(UI.progress_completed)).to_have_text(str(completed))
         expect(page.locator(UI.progress_sessions)).to_have_text(str(sessions))
 
 
 def complete_first_lesson(page, score: int) -> str:
-    with step("open the first lesson from the dashboard"):
+    with step(page, "open the first lesson from the dashboard"):
         link = page.locator(UI.lesson_links).first
         title = link.inner_text().strip()
         link.click()
         expect(page.locator(UI.lesson_title)).to_have_text(title)
         expect(page.locator(UI.lesson_body)).not_to_be_empty()
-    with step(f"complete the lesson with score {score}"):
+    with step(page, f"complete the lesson with score {score}"):
         page.fill(UI.score, str(score))
         page.click(UI.complete_lesson)
         expect(page.locator(UI.lesson_status)).to_have_text(LESSON_COMPLETED_TEXT)
-    with step("go back to the dashboard"):
+    with step(page, "go back to the dashboard"):
         page.click(UI.back_to_dashboard)
         page.wait_for_url(re.compile(re.escape(PATHS.page_dashboard) + "$"))
     return title
 
 
 def log_out(page) -> None:
-    with step("log out"):
+    with step(page, "log out"):
         page.click(UI.logout_button)
         page.wait_for_url(re.compile(re.escape(PATHS.page_login) + "$"))
-    with step("the dashboard now sends the visitor back to the login page"):
+    with step(page, "the dashboard now sends the visitor back to the login page"):
         page.goto(PATHS.page_dashboard)
         page.wait_for_url(re.compile(re.escape(PATHS.page_login) + "$"))
 
@@ -129,7 +138,7 @@ def test_a_completed_lesson_shows_on_the_dashboard(page, registered_user):
     expect_dashboard(page, registered_user, completed=0, sessions=0)
     complete_first_lesson(page, LESSON_SCORE)
     expect_dashboard(page, registered_user, completed=1, sessions=1)
-    with step(f"the average score is {LESSON_SCORE}"):
+    with step(page, f"the average score is {LESSON_SCORE}"):
         expect(page.locator(UI.progress_score)).to_have_text(f"{LESSON_SCORE:.1f}")
 
 

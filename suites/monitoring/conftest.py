@@ -34,9 +34,12 @@ from postdeploy.contract import (
 from postdeploy.http import new_client
 
 if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
     import httpx
 
     from postdeploy.config import Section, Target
+    from postdeploy.early import EarlyStarts
     from postdeploy.monitoring.error_tracking import SentryAPI
     from postdeploy.monitoring.logs import LogSource
     from postdeploy.monitoring.prometheus import PrometheusAPI, Scrape
@@ -119,9 +122,25 @@ class Prometheus:
         return ",".join(f'{key}="{value}"' for key, value in pairs.items())
 
 
-@pytest.fixture(scope="session")
-def prometheus(target: Target, run_id: str) -> Iterator[Prometheus]:
-    """The target's Prometheus; without one, the one its platform runs for this run, if any."""
+@dataclass
+class _Opened:
+    """A Prometheus session, the context that started it (if any), and its first scrape (or
+    the error waiting for it raised), when it was awaited early."""
+
+    prometheus: Prometheus | None
+    context: AbstractContextManager[str] | None = None
+    scrape: Scrape | BaseException | None = None
+
+    def close(self) -> None:
+        if self.prometheus is not None:
+            self.prometheus.api.close()
+        if self.context is not None:
+            self.context.__exit__(None, None, None)
+
+
+def _open_prometheus(target: Target, run_id: str) -> _Opened:
+    """The target's Prometheus; without one, the one its platform runs for this run (started
+    here); ``prometheus`` None when there is neither."""
     from postdeploy.monitoring.prometheus import PrometheusAPI
     from postdeploy.rollback import lifecycle_of
 
@@ -134,29 +153,81 @@ def prometheus(target: Target, run_id: str) -> Iterator[Prometheus]:
         return Prometheus(api, settings.scrape_job, started_here, settings.scrape_interval_s)
 
     if settings.prometheus_url:
-        configured = session(settings.prometheus_url, started_here=False)
-        yield configured
-        configured.api.close()
-        return
+        return _Opened(session(settings.prometheus_url, started_here=False))
     services = lifecycle_of(target).services()
-    platform_prometheus = services.prometheus(run_id) if services else None
-    if platform_prometheus is None:
+    context = services.prometheus(run_id) if services else None
+    if context is None:
+        return _Opened(None)
+    url = context.__enter__()
+    return _Opened(session(url, started_here=True), context)
+
+
+def _scrape(prometheus: Prometheus, monitoring: Section) -> Scrape:
+    from postdeploy.monitoring.prometheus import wait_for_scrape
+
+    return wait_for_scrape(prometheus.api, prometheus.job, monitoring.prometheus_wait_s)
+
+
+def _open_and_scrape(target: Target, run_id: str) -> _Opened:
+    """Early: start (or reach) Prometheus and wait for its first scrape of the target."""
+    opened = _open_prometheus(target, run_id)
+    if opened.prometheus is not None:
+        try:
+            opened.scrape = _scrape(opened.prometheus, target.monitoring)
+        except Exception as exc:  # raised again to the checks that need the scrape
+            opened.scrape = exc
+    return opened
+
+
+def pytest_postdeploy_start_early(
+    session: pytest.Session, target: Target, starts: EarlyStarts
+) -> None:
+    """Prometheus (started, first scrape awaited) in the background, if a check needs it."""
+    from postdeploy.early import needed
+    from postdeploy.settings import settings_of
+
+    if needed(session, "prometheus"):
+        run_id = settings_of(session.config).run_id
+        starts.start(
+            f"prometheus:{target.name}",
+            lambda: _open_and_scrape(target, run_id),
+            discard=_Opened.close,
+        )
+
+
+@pytest.fixture(scope="session")
+def _prometheus_opened(
+    pytestconfig: pytest.Config, target: Target, run_id: str
+) -> Iterator[_Opened]:
+    from postdeploy.early import early_starts
+
+    opened = early_starts(pytestconfig).take(
+        f"prometheus:{target.name}", lambda: _open_prometheus(target, run_id)
+    )
+    yield opened
+    opened.close()
+
+
+@pytest.fixture(scope="session")
+def prometheus(target: Target, _prometheus_opened: _Opened) -> Prometheus:
+    """The target's Prometheus; without one, the one its platform runs for this run, if any."""
+    if _prometheus_opened.prometheus is None:
         pytest.skip(
             f"target {target.name!r} configures no Prometheus: set monitoring.prometheus_url "
             "to check scraping and alert rules"
         )
-    with platform_prometheus as url:
-        started = session(url, started_here=True)
-        yield started
-        started.api.close()
+    return _prometheus_opened.prometheus
 
 
 @pytest.fixture(scope="session")
-def prometheus_scrape(prometheus: Prometheus, monitoring: Section) -> Scrape:
+def prometheus_scrape(
+    prometheus: Prometheus, monitoring: Section, _prometheus_opened: _Opened
+) -> Scrape:
     """The scrape job's targets once Prometheus scraped each of them."""
-    from postdeploy.monitoring.prometheus import wait_for_scrape
-
-    return wait_for_scrape(prometheus.api, prometheus.job, monitoring.prometheus_wait_s)
+    early = _prometheus_opened.scrape
+    if isinstance(early, BaseException):
+        raise early
+    return early if early is not None else _scrape(prometheus, monitoring)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,10 @@ from postdeploy.instances import check_each
 HEALTH_PROBES = 5
 
 
+#: The health checks run first: a release that is down is found, and rolled back, at once.
+pytestmark = pytest.mark.first
+
+
 @pytest.mark.gating
 def test_health_endpoint_reports_healthy(api, instance_routes):
     def healthy(route):

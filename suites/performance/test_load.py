@@ -29,6 +29,7 @@ def _attach(result) -> None:
 
 
 @pytest.mark.gating
+@pytest.mark.alone
 @pytest.mark.load
 @pytest.mark.slow
 def test_under_load_the_error_rate_and_p95_stay_within_thresholds(target, run_id, pytestconfig):

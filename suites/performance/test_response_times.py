@@ -16,6 +16,7 @@ from postdeploy.reporting.attachments import attach_text
 
 
 @pytest.mark.gating
+@pytest.mark.alone
 @pytest.mark.parametrize("endpoint", KEY_ENDPOINTS, ids=[e.name for e in KEY_ENDPOINTS])
 def test_response_time_p95_is_within_the_slo(endpoint, target, new_user):
     headers = new_user().auth if endpoint.login else {}

@@ -21,6 +21,7 @@ def _session_cookie(target, token: str) -> list[dict]:
 
 
 @pytest.mark.slow
+@pytest.mark.alone
 @pytest.mark.parametrize("page_name", list(KEY_PAGES))
 def test_core_web_vitals_are_green(page_name, target, browser, browser_context_args, new_user):
     path = KEY_PAGES[page_name]

@@ -8,6 +8,9 @@
 * ``input_answers``: the hostile-input corpus sent to every input of the contract.
 * ``fuzz_report``: schemathesis over the target's OpenAPI document.
 
+The TLS scan, the suite's users and the hostile traffic start early, in the background, when
+the selected checks need them (``pytest_postdeploy_start_early``, postdeploy/early.py).
+
 Deploy-misconfiguration checks carry ``@pytest.mark.deploy_check("class")``; the classes the
 target lists in ``security.gating_checks`` are made ``gating`` for that target here, before
 the plugin orders gating checks first and ``-m gating`` selects.
@@ -30,6 +33,7 @@ from postdeploy.contract import (
     SESSION_COOKIE,
     SESSION_ENDING_ROUTES,
 )
+from postdeploy.early import early_starts, needed
 from postdeploy.http import new_client
 from postdeploy.reporting.attachments import attach_json
 from postdeploy.security.headers import Headers
@@ -37,6 +41,8 @@ from postdeploy.users import SYNTHETIC_DOMAIN, SYNTHETIC_PREFIX, SyntheticUser, 
 
 if TYPE_CHECKING:
     from postdeploy.config import Target
+    from postdeploy.early import EarlyStarts
+    from postdeploy.security.auth import ShortLivedLogin
     from postdeploy.security.fuzz import FuzzReport
     from postdeploy.security.input_validation import Answer
     from postdeploy.security.tls import TlsReport
@@ -75,26 +81,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.gating)
 
 
+#: The hostile-input corpus, and the fuzz checks, may each spend 1/N of the target's
+#: registrations per window (limits.registrations_per_window); their other registration probes
+#: are left out.
+CORPUS_REGISTRATION_SHARE = 10
 #: Answers sampled for the header requirements, besides the pages: JSON, an error, a 401.
-#: The hostile-input corpus may spend 1/N of the target's registrations per window
-#: (limits.registrations_per_window); its other registration probes are left out.
-CORPUS_REGISTRATION_SHARE = 6
 API_SAMPLES = (PATHS.health, PATHS.content, PATHS.lesson(1), "/postdeploy-no-such-page", PATHS.me)
 
 
 @pytest.fixture(scope="session")
 def tls_report(pytestconfig: pytest.Config, target: Target, run_id: str) -> TlsReport:
     """The run's one TLS scan of ``target`` (the first process to ask scans, others read it)."""
-    from postdeploy.security.tls import cached_scan
-    from postdeploy.settings import SETTINGS_KEY
-
-    cache_dir = pytestconfig.stash[SETTINGS_KEY].reports_dir / ".runs" / run_id
-    report = cached_scan(target, cache_dir)
+    report = early_starts(pytestconfig).take(
+        f"tls:{target.name}", lambda: _scan(pytestconfig, target)
+    )
     attach_json(f"sslyze scan of {report.where}", report.scan_json or report.to_json())
     return report
-
-
-
 
 
 @dataclass
@@ -112,14 +114,29 @@ class SessionUsers:
         """An account a hostile request created after all: delete it with the others."""
         self.factory.created.append(SyntheticUser(email, password, "created by a probe"))
 
+    def close(self) -> None:
+        self.factory.cleanup()
+        self.factory.client.close()
+
+
+def _session_users(target: Target, run_id: str) -> SessionUsers:
+    from postdeploy.accounts import pool_for
+
+    client = new_client(target)
+    factory = UserFactory(client, run_id, pool_for(target, run_id, client))
+    return SessionUsers(factory, factory())
+
 
 @pytest.fixture(scope="session")
-def security_users(target: Target, run_id: str) -> Iterator[SessionUsers]:
-    with new_client(target) as client:
-        factory = UserFactory(client, run_id)
-        users = SessionUsers(factory, factory())
-        yield users
-        factory.cleanup()
+def security_users(
+    pytestconfig: pytest.Config, target: Target, run_id: str
+) -> Iterator[SessionUsers]:
+    """The suite's main user: a pooled account held for the whole session."""
+    users = early_starts(pytestconfig).take(
+        f"security-users:{target.name}", lambda: _session_users(target, run_id)
+    )
+    yield users
+    users.close()
 
 
 @dataclass(frozen=True)
@@ -156,10 +173,6 @@ class HostileTraffic:
     fuzz: FuzzReport | BaseException | None = None
 
 
-def _needed(session: pytest.Session, fixture: str) -> bool:
-    return any(fixture in getattr(item, "fixturenames", ()) for item in session.items)
-
-
 def _send_corpus(target: Target, users: SessionUsers) -> list[Answer]:
     from postdeploy.security.input_validation import (
         fit_registrations,
@@ -173,7 +186,7 @@ def _send_corpus(target: Target, users: SessionUsers) -> list[Answer]:
     allowed = int(target.limits.registrations_per_window) // CORPUS_REGISTRATION_SHARE
     to_send, _left_out = fit_registrations(every, allowed, users.main.email)
     with new_client(target) as client:
-        answers = send_all(client, to_send, users.main.auth)
+        answers = send_all(client, to_send, users.main.auth, max(1, int(target.concurrency)))
     for answer in answers:
         if answer.request.account and answer.status == 201:
             users.adopt(*answer.request.account)
@@ -193,6 +206,10 @@ def _run_fuzz(target: Target, users: SessionUsers) -> FuzzReport:
             destructive=frozenset(SESSION_ENDING_ROUTES),
             registration=("POST", PATHS.register),
             existing_email=users.main.email,
+            # as much of the registrations per window as the corpus spends
+            max_registrations=max(
+                1, int(target.limits.registrations_per_window) // CORPUS_REGISTRATION_SHARE
+            ),
             cookies={SESSION_COOKIE: "unused"},
         )
         return fuzz(
@@ -211,11 +228,8 @@ def _outcome(work: Callable[[], Any]) -> Any:
         return exc
 
 
-@pytest.fixture(scope="session")
-def hostile_traffic(
-    request: pytest.FixtureRequest, target: Target, security_users: SessionUsers
-) -> HostileTraffic:
-    """The corpus and schemathesis, each once and only if a selected test needs it.
+def _hostile(session: pytest.Session, target: Target, users: SessionUsers) -> HostileTraffic:
+    """The corpus and schemathesis, each only if a selected test needs it.
 
     They overlap: the corpus mostly waits on the target, so it runs in a background thread
     while schemathesis, which mostly generates cases, runs in this one.
@@ -223,13 +237,76 @@ def hostile_traffic(
     traffic = HostileTraffic()
     with ThreadPoolExecutor(max_workers=1) as background:
         corpus = None
-        if _needed(request.session, "input_answers"):
-            corpus = background.submit(_outcome, lambda: _send_corpus(target, security_users))
-        if _needed(request.session, "fuzz_report"):
-            traffic.fuzz = _outcome(lambda: _run_fuzz(target, security_users))
+        if needed(session, "input_answers"):
+            corpus = background.submit(_outcome, lambda: _send_corpus(target, users))
+        if needed(session, "fuzz_report"):
+            traffic.fuzz = _outcome(lambda: _run_fuzz(target, users))
         if corpus is not None:
             traffic.answers = corpus.result()
     return traffic
+
+
+@pytest.fixture(scope="session")
+def hostile_traffic(
+    request: pytest.FixtureRequest, target: Target, security_users: SessionUsers
+) -> HostileTraffic:
+    """The corpus and schemathesis, once per run (started early when the run can)."""
+    return early_starts(request.config).take(
+        f"hostile:{target.name}", lambda: _hostile(request.session, target, security_users)
+    )
+
+
+def _scan(config: pytest.Config, target: Target) -> TlsReport:
+    from postdeploy.security.tls import cached_scan
+    from postdeploy.settings import settings_of
+
+    settings = settings_of(config)
+    return cached_scan(target, settings.reports_dir / ".runs" / settings.run_id)
+
+
+def _short_lived(target: Target, run_id: str) -> ShortLivedLogin:
+    from postdeploy.accounts import pool_for
+    from postdeploy.security.auth import short_lived_login as log_in
+
+    with new_client(target) as client:
+        factory = UserFactory(client, run_id, pool_for(target, run_id, client))
+        try:
+            return log_in(target, factory())
+        finally:
+            factory.cleanup()
+
+
+@pytest.fixture(scope="session")
+def short_lived_login(pytestconfig: pytest.Config, target: Target, run_id: str) -> ShortLivedLogin:
+    """A pooled user's login for a short-lived token (started early: its lifetime runs out
+    while other checks run)."""
+    return early_starts(pytestconfig).take(
+        f"short-lived:{target.name}", lambda: _short_lived(target, run_id)
+    )
+
+
+def pytest_postdeploy_start_early(
+    session: pytest.Session, target: Target, starts: EarlyStarts
+) -> None:
+    """In the background: the TLS scan, the short-lived login, and the users and hostile
+    traffic of the input checks."""
+    from postdeploy.settings import settings_of
+
+    config = session.config
+    run_id = settings_of(config).run_id
+    if needed(session, "tls_report"):
+        starts.start(f"tls:{target.name}", lambda: _scan(config, target))
+    if needed(session, "short_lived_login"):
+        starts.start(f"short-lived:{target.name}", lambda: _short_lived(target, run_id))
+    if not (needed(session, "input_answers") or needed(session, "fuzz_report")):
+        return
+    users = starts.start(
+        f"security-users:{target.name}",
+        lambda: _session_users(target, run_id),
+        discard=SessionUsers.close,
+    )
+    if users is not None:  # a failure to make them is raised again to the checks that need them
+        starts.start(f"hostile:{target.name}", lambda: _hostile(session, target, users.result()))
 
 
 @pytest.fixture(scope="session")

@@ -50,7 +50,7 @@ def test_security_headers_grade_meets_the_minimum(target, api, new_user):
     minimum = _minimum_grade(target)
     home = api.get(PATHS.page_home)
     expect_status(home, 200, what="loading the home page to grade it")
-    user = new_user.register()
+    user = new_user()
     login = api.post(PATHS.login, json=user.credentials)
     api.cookies.clear()
     expect_status(login, 200, what="logging in to grade the session cookie")
@@ -90,7 +90,7 @@ def test_security_header_is_set_on_every_response(requirement, header_samples, t
 
 def test_cookies_are_secure_httponly_and_samesite(api, new_user, header_samples):
     """Log in and inspect every cookie set: the session cookie above all."""
-    user = new_user.register()
+    user = new_user()
     login = api.post(PATHS.login, json=user.credentials)
     api.cookies.clear()
     expect_status(login, 200, what="logging in to inspect the session cookie")
