@@ -12,8 +12,10 @@ release *against* a reference, statistically (``postdeploy.performance.judge``; 
   ``history_keep`` runs per target and load profile.
 
 A regression is significant after Holm's correction at the target's run false-alarm rate
-*and* larger than the allowed increase. Both checks gate when ``[canary] gating`` says so.
-Trouble with the baseline or the history, or too few samples, is broken, never failed.
+*and* larger than the allowed increase. Both checks measure the target, so they run ``alone``
+(no background work of the run meanwhile: it would load one arm and not the other). Both
+checks gate when ``[canary] gating`` says so. Trouble with the baseline or the history, or
+too few samples, is broken, never failed.
 """
 
 from __future__ import annotations
@@ -116,6 +118,7 @@ def _pages(
 
 
 @pytest.mark.gating
+@pytest.mark.alone
 def test_the_release_is_not_worse_than_its_baseline(request, target, run_id, canary_gating):
     arms = _arms(request, target)
     pairs = paired(collect(target, arms, plan_for(target), run_id))
@@ -132,6 +135,7 @@ def test_the_release_is_not_worse_than_its_baseline(request, target, run_id, can
 
 
 @pytest.mark.gating
+@pytest.mark.alone
 def test_the_release_is_not_worse_than_earlier_runs(request, target, run_id, canary_gating):
     config = request.config
     k = config.getoption("postdeploy_compare_with")
