@@ -13,8 +13,9 @@ release *against* a reference, statistically (``postdeploy.performance.judge``; 
 
 A regression is significant after Holm's correction at the target's run false-alarm rate
 *and* larger than the allowed increase. Both checks measure the target, so they run ``alone``
-(no background work of the run meanwhile: it would load one arm and not the other). Both
-checks gate when ``[canary] gating`` says so. Trouble with the baseline or the history, or
+(no background work of the run meanwhile: it would load one arm and not the other). The
+baseline check gates, and the history check when it judges (``--compare-with``), as long as
+``[canary] gating`` says so. Trouble with the baseline or the history, or
 too few samples, is broken, never failed.
 """
 
@@ -134,8 +135,7 @@ def test_the_release_is_not_worse_than_its_baseline(request, target, run_id, can
     conclude(judgement, against, unmeasured)
 
 
-@pytest.mark.gating
-@pytest.mark.alone
+@pytest.mark.alone  # gating with --compare-with (conftest.py): only then can it fail
 def test_the_release_is_not_worse_than_earlier_runs(request, target, run_id, canary_gating):
     config = request.config
     k = config.getoption("postdeploy_compare_with")
