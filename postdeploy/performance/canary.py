@@ -1,8 +1,10 @@
 """Paired synthetic traffic for the canary judge: the same requests to two arms, interleaved.
 
 An *arm* is where a request goes: a URL (the idle colour of a blue/green pair, a production
-slot, a revision tag URL) or one instance behind a shared edge, addressed by a routing header
-(``Arm.instance``) - the shape ``postdeploy local deploy --canary N`` gives. For each key
+slot, a revision tag URL) or instances behind a shared edge, each addressed by a routing
+header (``Arm.instance``, ``Arm.instances``). After ``postdeploy local deploy VERSION --canary
+N`` the instances on the newest release are the canary arm and those on the release before
+the baseline (:func:`instance_arms`, ``[canary] baseline_instance = "auto"``). For each key
 endpoint both arms first get ``warmup`` untimed requests, then ``samples`` timed ones in
 alternation, the first arm of each pair alternating (baseline canary, canary baseline, ...:
 an ABBA design), so both arms see the same machine load and network at the same moments and
