@@ -12,7 +12,11 @@ few samples (a 30 % slowdown needs few).
 * with ``--rollback auto`` the failed canary check rolls the release back through the local
   driver, and the verification passes: it re-runs the gating checks against the restored
   release, where every instance serves one release, so the canary check is *not judged*
-  (skipped, never passed) and the other gating checks carry the verification.
+  (skipped, never passed) and the other gating checks carry the verification;
+* the page metrics per arm (N loads of each key page in Chromium, each instance addressed by
+  its header): a healthy canary's pages pass; ``slow_lcp``, ``layout_shift`` and
+  ``slow_interaction`` on the canary instance fail the check naming ``landing:lcp``,
+  ``dashboard:cls`` and ``dashboard:inp``.
 """
 
 from __future__ import annotations
