@@ -410,6 +410,12 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "record_history": Key(
             bool, True, help="store every run's samples in the history dir (for --compare-with)"
         ),
+        "history_samples": Key(
+            (int, float),
+            200,
+            help="timed requests per key endpoint of a run that only stores its samples (no "
+            "--compare-with, no baseline): every default run pays them",
+        ),
         "history_keep": Key(
             (int, float), 20, help="runs kept per target and load profile in the history dir"
         ),

@@ -349,10 +349,15 @@ def criteria_for(target: Target, relative: bool = False, seed: int | None = None
     )
 
 
-def plan_for(target: Target, endpoints: tuple[KeyEndpoint, ...] = KEY_ENDPOINTS) -> Plan:
+def plan_for(
+    target: Target,
+    endpoints: tuple[KeyEndpoint, ...] = KEY_ENDPOINTS,
+    samples: int | None = None,
+) -> Plan:
+    """The target's traffic plan: ``[canary] samples`` per endpoint and arm, or ``samples``."""
     section = target.canary
     return plan_traffic(
-        int(section.samples),
+        int(section.samples if samples is None else samples),
         int(section.warmup),
         int(section.max_requests),
         int(section.min_samples),

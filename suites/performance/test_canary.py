@@ -148,7 +148,9 @@ def test_the_release_is_not_worse_than_earlier_runs(request, target, run_id, can
     if reused is not None:
         current, prior = reused
     else:
-        samples = collect(target, [Arm(CANARY, target.url)], plan_for(target), run_id)
+        # only stored for later runs: fewer samples (a later judgement pools K such runs)
+        n = None if k is not None else int(target.canary.history_samples)
+        samples = collect(target, [Arm(CANARY, target.url)], plan_for(target, samples=n), run_id)
         current, prior = {name: arms[0] for name, arms in samples.items()}, history.NOT_JUDGED
     outcome = prior
     keep = max(int(target.canary.history_keep), k or 0)
