@@ -108,11 +108,12 @@ class AccountPool:
                 lock = self._try_lock(index)
                 if lock is not None:
                     free.append(Lease(user, lock))
-            best = min(free, key=self._logins_used, default=None)
+            used = {id(lease): self._logins_used(lease.user) for lease in free}
+            best = min(free, key=lambda lease: used[id(lease)], default=None)
             for other in free:
                 if other is not best:
                     other.close()
-            if best is not None and not self._near_login_limit(best.user):
+            if best is not None and not self._near_login_limit(used[id(best)]):
                 return best
             if best is not None:
                 best.close()
@@ -130,19 +131,16 @@ class AccountPool:
         with self._locked_registry() as handle:
             return _read(handle)
 
-    def _logins_used(self, lease: Lease) -> int:
+    def _logins_used(self, user: SyntheticUser) -> int:
+        """``user``'s logins in the target's current window (0 without a login limit)."""
         if self.logins is None:
             return 0
         from postdeploy.budget import account_key
 
-        return self.logins.used(account_key(lease.user.email))
+        return self.logins.used(account_key(user.email))
 
-    def _near_login_limit(self, user: SyntheticUser) -> bool:
-        if self.logins is None:
-            return False
-        from postdeploy.budget import account_key
-
-        return self.logins.used(account_key(user.email)) > self.logins.limit - LOGIN_HEADROOM
+    def _near_login_limit(self, used: int) -> bool:
+        return self.logins is not None and used > self.logins.limit - LOGIN_HEADROOM
 
     def _locked_registry(self) -> IO[str]:
         fd = os.open(self.registry, os.O_RDWR | os.O_CREAT, REGISTRY_MODE)
