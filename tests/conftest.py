@@ -90,6 +90,16 @@ def _worse(current: str | None, outcome: str) -> str:
     return current
 
 
+def junit_cases(junit: Path) -> dict[str, str]:
+    """passed/failed/skipped of every test case (with its parameters) in ``junit``."""
+    outcomes = {}
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        kinds = {child.tag for child in case}
+        outcome = "failed" if kinds & {"failure", "error"} else "passed"
+        outcomes[case.get("name", "")] = "skipped" if "skipped" in kinds else outcome
+    return outcomes
+
+
 def _outcomes(junit: Path, verdict: dict) -> dict[str, str]:
     """Each check's outcome: junit says whether it passed; the verdict says whether a case
     that did not pass *failed* (an assertion about the target) or *broke* (anything else)."""

@@ -21,13 +21,12 @@ few samples (a 30 % slowdown needs few).
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 
 import pytest
 
 from tests.conftest import SuiteRun, check_name
-from tests.test_local_production import TARGET, ProdEnv, _env, _reachable_dir
+from tests.test_local_production import TARGET, ProdEnv, prod_env
 
 CANARY = "suites/performance/test_canary.py"
 HEALTH = "suites/monitoring/test_health.py"
@@ -47,12 +46,7 @@ PAGES_ENV = {
 
 @pytest.fixture(scope="module")
 def prod() -> Iterator[ProdEnv]:
-    root = _reachable_dir()
-    root.chmod(0o755)
-    env = ProdEnv(root, _env(root))
-    yield env
-    env.platform.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    yield from prod_env()
 
 
 def _run(

@@ -121,14 +121,20 @@ def _reachable_dir() -> Path:
     return Path(tempfile.mkdtemp(prefix="pd-prod-", dir="/tmp"))
 
 
-@pytest.fixture(scope="module")
-def prod() -> Iterator[ProdEnv]:
+def prod_env(extra: dict[str, str] | None = None) -> Iterator[ProdEnv]:
+    """A production-shaped platform of its own (``extra`` added to its environment), stopped
+    and removed afterwards: the body of every module's ``prod`` fixture."""
     root = _reachable_dir()
     root.chmod(0o755)
-    env = ProdEnv(root, _env(root))
+    env = ProdEnv(root, {**_env(root), **(extra or {})})
     yield env
     env.platform.stop()
     shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def prod() -> Iterator[ProdEnv]:
+    yield from prod_env()
 
 
 @pytest.fixture

@@ -29,9 +29,7 @@ Not here, by design of the shape:
 
 from __future__ import annotations
 
-import shutil
 import ssl
-import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,8 +40,8 @@ from postdeploy.local import nginx
 from tests import test_performance_local as perf
 from tests import test_security_deploy as deploy
 from tests import test_security_local as seclocal
-from tests.conftest import SuiteRun
-from tests.test_local_production import TARGET, ProdEnv, _env, _reachable_dir
+from tests.conftest import SuiteRun, junit_cases
+from tests.test_local_production import TARGET, ProdEnv, prod_env
 
 #: This module registers more users a minute than the shipped 30/60 s: the app's limit is raised
 #: in the open by ``_env`` (as tests/test_local_production.py does) and the traffic budget's
@@ -55,12 +53,7 @@ SECURITY = seclocal.SECURITY
 
 @pytest.fixture(scope="module")
 def prod() -> Iterator[ProdEnv]:
-    root = _reachable_dir()
-    root.chmod(0o755)
-    env = ProdEnv(root, {**_env(root), **RAISED})
-    yield env
-    env.platform.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    yield from prod_env(RAISED)
 
 
 def _run(
@@ -73,13 +66,7 @@ def _run(
 
 def _cases(prod: ProdEnv) -> dict[str, str]:
     """passed/failed/skipped of every test case (with its parameters) of the last run."""
-    junit = prod.root / f"run-{prod.runs}" / "junit.xml"
-    outcomes = {}
-    for case in ET.parse(junit).getroot().iter("testcase"):
-        kinds = {child.tag for child in case}
-        outcome = "failed" if kinds & {"failure", "error"} else "passed"
-        outcomes[case.get("name", "")] = "skipped" if "skipped" in kinds else outcome
-    return outcomes
+    return junit_cases(prod.root / f"run-{prod.runs}" / "junit.xml")
 
 
 def _here(case: str) -> str:

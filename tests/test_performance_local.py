@@ -12,6 +12,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from tests.conftest import junit_cases
+
 PERFORMANCE = "suites/performance"
 JOURNEYS = "suites/journeys"
 RESPONSE_TIMES = f"{PERFORMANCE}/test_response_times.py"
@@ -33,13 +35,7 @@ WHOLE_JOURNEY = "test_a_new_learner_completes_the_whole_journey[local]"
 
 def cases(local_env) -> dict[str, str]:
     """Outcome of every test case (with its parameters) of the last run."""
-    junit = local_env.reports_root / f"run-{local_env.runs}" / "junit.xml"
-    outcomes = {}
-    for case in ET.parse(junit).getroot().iter("testcase"):
-        kinds = {child.tag for child in case}
-        outcome = "failed" if kinds & {"failure", "error"} else "passed"
-        outcomes[case.get("name", "")] = "skipped" if "skipped" in kinds else outcome
-    return outcomes
+    return junit_cases(local_env.reports_root / f"run-{local_env.runs}" / "junit.xml")
 
 
 def message(local_env, name: str) -> str:
