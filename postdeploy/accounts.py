@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 
     from postdeploy.budget import WindowBudget
     from postdeploy.config import Target
-    from postdeploy.users import UserFactory
 
 #: The registry's permissions: it holds the pooled accounts' passwords and tokens.
 REGISTRY_MODE = 0o600
@@ -49,24 +48,14 @@ def pool_for(target: Target, run_id: str, client: httpx.Client) -> AccountPool:
     """The run's pool on ``target``; new accounts are registered and logged in via ``client``
     (the target's, paced by its traffic budget)."""
     from postdeploy import paths
-    from postdeploy.budget import WindowBudget
+    from postdeploy.http import login_budget
     from postdeploy.users import UserFactory
 
-    factory = UserFactory(client, run_id)
-    limits, state = target.limits, paths.state_dir()
     return AccountPool(
-        registry_path(state, run_id, target.name),
-        make=lambda: _pooled(factory),
-        logins=WindowBudget.logins(
-            state, target.name, int(limits.logins_per_window), limits.window_s
-        ),
+        registry_path(paths.state_dir(), run_id, target.name),
+        make=UserFactory(client, run_id).for_the_pool,
+        logins=login_budget(target),
     )
-
-
-def _pooled(factory: UserFactory) -> SyntheticUser:
-    user = factory.fresh("Pooled Learner")
-    factory.created.clear()  # the pool's accounts outlive the factory: see delete_pool
-    return user
 
 
 @dataclass

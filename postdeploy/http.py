@@ -254,22 +254,29 @@ def registration_budget(target: Target) -> WindowBudget | None:
     )
 
 
+def login_budget(target: Target) -> WindowBudget | None:
+    """``target``'s windows of the harness's logins, one per account (None: no limits)."""
+    if "limits" not in target.sections:
+        return None
+    from postdeploy import paths
+    from postdeploy.budget import WindowBudget
+
+    limits = target.limits
+    return WindowBudget.logins(
+        paths.state_dir(), target.name, int(limits.logins_per_window), limits.window_s
+    )
+
+
 def budget_transport(target: Target, inner: httpx.BaseTransport) -> BudgetTransport:
     """The transport that keeps ``target``'s registrations and logins within its limits."""
     registrations = registration_budget(target)
     if registrations is None:
         return BudgetTransport(inner, 0.0)
-    from postdeploy import paths
-    from postdeploy.budget import WindowBudget
-
-    limits = target.limits
     return BudgetTransport(
         inner,
-        float(limits.retry_after_max_s),
+        float(target.limits.retry_after_max_s),
         registrations,
-        WindowBudget.logins(
-            paths.state_dir(), target.name, int(limits.logins_per_window), limits.window_s
-        ),
+        login_budget(target),
     )
 
 

@@ -102,14 +102,15 @@ class UserFactory:
         if self.pool is None:
             return self.fresh(name)
         lease = self.pool.lease(
-            exclude=[held.user.email for held in self.leases], make=self._for_the_pool
+            exclude=[held.user.email for held in self.leases], make=self.for_the_pool
         )
         self.leases.append(lease)
         return lease.user
 
-    def _for_the_pool(self) -> SyntheticUser:
-        """A new account for the pool, registered through this test's client; the pool's
-        accounts are deleted by the controller at the end of the run, not by this factory."""
+    def for_the_pool(self) -> SyntheticUser:
+        """A new account for the pool, registered through this factory's client (a test's:
+        then its evidence); the pool's accounts are deleted by the controller at the end of
+        the run, not by this factory."""
         user = self.fresh("Pooled Learner")
         self.created.remove(user)
         return user
