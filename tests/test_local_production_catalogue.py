@@ -47,7 +47,6 @@ from tests.test_local_production import TARGET, ProdEnv, prod_env
 #: in the open by ``_env`` (as tests/test_local_production.py does) and the traffic budget's
 #: declared limit to match. The login limit, which the rate-limit checks judge, stays as shipped.
 RAISED = {"POSTDEPLOY_LOCAL_PROD_LIMITS_REGISTRATIONS_PER_WINDOW": "1000"}
-LEAN = seclocal.LEAN
 SECURITY = seclocal.SECURITY
 
 
@@ -87,7 +86,7 @@ def _assert_caught(run: SuiteRun, fault: str, checks: dict[str, str]) -> None:
 
 def test_a_healthy_release_passes_the_whole_security_suite_behind_the_edge(prod: ProdEnv) -> None:
     prod.platform.deploy("1.0.0")
-    run = _run(prod, *LEAN, "-rs", suites=SECURITY)
+    run = _run(prod, "-rs", suites=SECURITY)
     assert run.returncode == 0, run.output[-4000:]
     assert run.target(TARGET)["gate"] == "passed"
     assert not run.failed(), run.output[-4000:]
@@ -180,7 +179,7 @@ def test_each_security_fault_is_caught_behind_the_edge(prod: ProdEnv, group: str
     # -k=EXPR: the tables' own selection, in the form the rootdir check does not misread
     args = tuple(f"-k={args[i + 1]}" for i, a in enumerate(args) if a == "-k")
     prod.platform.deploy("1.1.0", sorted(caught_by))
-    run = _run(prod, *LEAN, *args, suites=suites)
+    run = _run(prod, *args, suites=suites)
     for fault, checks in caught_by.items():
         _assert_caught(run, fault, checks)
     assert not run.broken(), run.output[-3000:]
@@ -209,7 +208,7 @@ DEPLOY_GROUPS = _deploy_groups()
 def test_each_deploy_fault_is_caught_behind_the_edge(prod: ProdEnv, group: str) -> None:
     caught_by, gates = DEPLOY_GROUPS[group]
     prod.platform.deploy("1.2.0", sorted(caught_by))
-    run = _run(prod, *LEAN, suites=deploy.DEPLOY_SUITES)
+    run = _run(prod, suites=deploy.DEPLOY_SUITES)
     for fault, checks in caught_by.items():
         _assert_caught(run, fault, checks)
     touched = {check for checks in caught_by.values() for check in checks}

@@ -261,7 +261,6 @@ DEPLOY_SUITES = tuple(
         "mixed_content",
     )
 )  # fmt: skip
-LEAN = ("-p", "no:locust")
 
 REDIRECT = "test_redirect_parameters_never_send_users_to_another_site"
 CRLF = "test_a_crlf_in_a_redirect_target_never_adds_a_header"
@@ -324,7 +323,7 @@ def _caught(run, caught_by: dict[str, dict[str, str]]) -> None:
 
 def test_a_healthy_release_passes_every_deploy_check(local_env):
     local_env.platform.deploy("1.0.0")
-    run = local_env.run(*LEAN, "-rs", suites=DEPLOY_SUITES)
+    run = local_env.run("-rs", suites=DEPLOY_SUITES)
     assert run.returncode == 0, run.output[-4000:]
     assert run.target()["gate"] == "passed"
     assert not run.failed(), run.output[-4000:]
@@ -336,7 +335,7 @@ def test_a_healthy_release_passes_every_deploy_check(local_env):
 def test_each_deploy_fault_is_caught_by_its_check(local_env, group):
     caught_by, gates = GROUPS[group]
     local_env.platform.deploy("1.1.0", sorted(caught_by))
-    run = local_env.run(*LEAN, suites=DEPLOY_SUITES)
+    run = local_env.run(suites=DEPLOY_SUITES)
     _caught(run, caught_by)
     touched = {check for checks in caught_by.values() for check in checks}
     assert ALWAYS_RUN - touched <= run.passed(), (
@@ -348,7 +347,7 @@ def test_each_deploy_fault_is_caught_by_its_check(local_env, group):
 def test_gating_is_configurable_per_target(local_env, monkeypatch):
     local_env.platform.deploy("1.1.0", ["host_header_trusted"])
     monkeypatch.setenv("POSTDEPLOY_LOCAL_SECURITY_GATING_CHECKS", "host_header")
-    run = local_env.run(*LEAN, "-m", "gating", suites=DEPLOY_SUITES)
+    run = local_env.run("-m", "gating", suites=DEPLOY_SUITES)
     _caught(run, {"host_header_trusted": {HOST: "with Location: https://postdeploy-host-"}})
     assert run.target()["gate"] == "failed"
     assert REDIRECT not in run.outcomes  # no longer gating for this target: not selected
@@ -356,7 +355,7 @@ def test_gating_is_configurable_per_target(local_env, monkeypatch):
 
 def test_an_unknown_gating_class_is_a_usage_error_naming_the_valid_ones(local_env, monkeypatch):
     monkeypatch.setenv("POSTDEPLOY_LOCAL_SECURITY_GATING_CHECKS", "open_redirect,redirects")
-    run = local_env.run(*LEAN, suites=DEPLOY_SUITES[:1])
+    run = local_env.run(suites=DEPLOY_SUITES[:1])
     assert run.returncode == pytest.ExitCode.USAGE_ERROR, run.output[-2000:]
     assert "gating_checks: unknown check class 'redirects'" in run.output
     assert "valid classes: open_redirect" in run.output
@@ -365,7 +364,7 @@ def test_an_unknown_gating_class_is_a_usage_error_naming_the_valid_ones(local_en
 def test_a_private_openapi_document_is_caught_when_served(local_env, monkeypatch):
     local_env.platform.deploy("1.0.0")
     monkeypatch.setenv("POSTDEPLOY_LOCAL_SECURITY_OPENAPI_PUBLIC", "false")
-    run = local_env.run(*LEAN, "-k", "openapi", suites=("suites/security/test_debug.py",))
+    run = local_env.run("-k", "openapi", suites=("suites/security/test_debug.py",))
     _caught(run, {"(target setting)": {OPENAPI: "/openapi.json answered HTTP 200 with the"}})
     assert run.target()["gate"] != "failed"
 
@@ -483,7 +482,7 @@ def test_the_edge_check_catches_one_users_answer_served_to_another(
     targets = tmp_path / "targets.toml"
     targets.write_text(EDGE_TARGETS.format(url=caching_edge))
     run = local_env.run(
-        *LEAN, "--targets-file", str(targets), "--target", "edge", "-k", "edge",
+        "--targets-file", str(targets), "--target", "edge", "-k", "edge",
         suites=("suites/security/test_caching.py",),
     )  # fmt: skip
     if release == "healthy":

@@ -48,8 +48,6 @@ FUZZ_SCHEMA = "test_fuzzed_responses_match_the_openapi_document"
 FUZZED = ("-k", "fuzzed")
 
 REDIRECT = "test_plain_http_redirects_to_https"
-#: Options of every run: plugins the security suite does not use (faster starts).
-LEAN = ("-p", "no:locust")
 
 #: Faults that break disjoint checks share a release (one deployment and one run per group
 #: instead of one per fault): every fault's checks must fail, with a message that names that
@@ -134,7 +132,7 @@ def test_a_healthy_release_passes_the_whole_security_suite(local_env, plain_http
     local_env.platform.deploy("1.0.0")
     plain_http.location = local_env.url
     monkeypatch.setenv("POSTDEPLOY_LOCAL_HTTP_URL", plain_http.url)
-    run = local_env.run(*LEAN, suites=SECURITY)
+    run = local_env.run(suites=SECURITY)
     assert run.returncode == 0, run.output[-4000:]
     assert run.target()["gate"] == "passed"
     assert not run.failed(), run.output[-4000:]
@@ -152,7 +150,7 @@ def test_each_security_fault_is_caught_by_its_check(local_env, plain_http, monke
     local_env.platform.deploy("1.1.0", app_faults)
     plain_http.location = "" if "http_not_redirected" in caught_by else local_env.url
     monkeypatch.setenv("POSTDEPLOY_LOCAL_HTTP_URL", plain_http.url)
-    run = local_env.run(*LEAN, *args, suites=suites)
+    run = local_env.run(*args, suites=suites)
     recorded = failures(run)
     for fault, checks in caught_by.items():
         for check, words in checks.items():
@@ -181,7 +179,7 @@ def test_every_security_fault_of_the_catalogue_has_a_self_test():
 
 def test_an_unreachable_tls_port_is_one_clear_failure_per_check(local_env):
     local_env.platform.deploy("1.0.0")
-    run = local_env.run(*LEAN, "--base-url", f"https://127.0.0.1:{free_port()}", suites=TLS)
+    run = local_env.run("--base-url", f"https://127.0.0.1:{free_port()}", suites=TLS)
     assert run.returncode == 1
     assert run.target()["gate"] == "failed"
     recorded = failures(run)

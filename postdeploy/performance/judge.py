@@ -54,7 +54,9 @@ from enum import StrEnum
 from typing import Any
 
 import numpy as np
-from scipy import stats
+
+# scipy.stats is imported where it is used: it takes most of a second to import, and every run
+# that collects the canary checks imports this module, judging or not.
 
 #: Run false-alarm rate (family-wise) when the target does not state one.
 DEFAULT_ALPHA = 0.01
@@ -385,6 +387,8 @@ def hodges_lehmann(
     """Shift of ``canary`` over ``baseline`` (median of pairwise differences) and its
     distribution-free interval (Moses: order statistics of the differences at the Mann-Whitney
     critical value, normal approximation). scipy has the test but not the estimator."""
+    from scipy import stats
+
     diffs = np.subtract.outer(canary, baseline).ravel()
     n, m = baseline.size, canary.size
     z = stats.norm.ppf(1 - (1 - level) / 2)
@@ -404,6 +408,8 @@ def hodges_lehmann(
 
 def _latency(base: np.ndarray, canary: np.ndarray) -> tuple[float, tuple[float, float], float]:
     """Relative increase of the typical latency, its interval, and the one-sided p-value."""
+    from scipy import stats
+
     p = float(stats.mannwhitneyu(canary, base, alternative="greater").pvalue)
     shift, (low, high) = hodges_lehmann(
         np.log(np.maximum(base, MIN_LATENCY_MS)), np.log(np.maximum(canary, MIN_LATENCY_MS))
@@ -423,6 +429,8 @@ def _tails(
     base: np.ndarray, canary: np.ndarray, resamples: int, rng: np.random.Generator, alpha: float
 ) -> dict[str, tuple[float, tuple[float, float], float]]:
     """Per tail: the relative increase, its bootstrap interval and one-sided p-value."""
+    from scipy import stats
+
     observed = _tail_statistic(base, canary)
     count = SCREEN_RESAMPLES
     while True:
@@ -449,12 +457,16 @@ def _tails(
 
 
 def _wilson(errors: int, requests: int) -> tuple[float, float]:
+    from scipy import stats
+
     ci = stats.binomtest(errors, requests).proportion_ci(INTERVAL_LEVEL, method="wilson")
     return float(ci.low), float(ci.high)
 
 
 def _errors(base: ArmSamples, canary: ArmSamples) -> tuple[float, tuple[float, float], float]:
     """Error-rate increase in percentage points, its Newcombe interval, Fisher's p-value."""
+    from scipy import stats
+
     table = [
         [canary.errors, canary.requests - canary.errors],
         [base.errors, base.requests - base.errors],
@@ -636,6 +648,8 @@ def _small_rank_test(base: np.ndarray, canary: np.ndarray, rng: np.random.Genera
     matter - the approximation overstates small p-values there (10 loads against 10, every
     canary load slower: 8e-5 instead of the exact 5e-6). 1 when every value is the same (a
     CLS of 0 everywhere: no evidence of anything)."""
+    from scipy import stats
+
     joined = np.concatenate([base, canary])
     if np.all(joined == joined[0]):
         return 1.0

@@ -12,7 +12,7 @@ import time
 from postdeploy.sysutil import free_port
 from tests.standins.receiver import Receiver
 
-from .test_suite_local import ERRORS, HEALTH, LEAN, LOGGED, LOGS, PROMETHEUS, SCRAPED, SENTRY
+from .test_suite_local import ERRORS, HEALTH, LOGGED, LOGS, PROMETHEUS, SCRAPED, SENTRY
 
 JOURNEY = "suites/journeys/test_journeys.py::test_a_new_learner_completes_the_whole_journey"
 #: Loki answers after this long; the run's query timeout is far shorter.
@@ -56,7 +56,7 @@ def test_monitoring_back_ends_and_the_browser_failing_never_roll_back(
             "SELFTEST_SLACK_WEBHOOK": f"{receiver.url}/services/T0/B0/harness",
         }
         run = local_env.run(
-            "--rollback", "auto", *LEAN, suites=(PROMETHEUS, ERRORS, LOGS, HEALTH, JOURNEY),
+            "--rollback", "auto", suites=(PROMETHEUS, ERRORS, LOGS, HEALTH, JOURNEY),
             env=env,
         )  # fmt: skip
 
@@ -79,7 +79,7 @@ def test_a_prometheus_answering_500_never_rolls_back(local_env, api_server):
     failing = api_server(lambda handler: (500, {"status": "error", "error": "tsdb down"}, {}))
     env = {"POSTDEPLOY_LOCAL_MONITORING_PROMETHEUS_URL": failing.url}
 
-    run = local_env.run("--rollback", "auto", *LEAN, suites=(PROMETHEUS, HEALTH), env=env)
+    run = local_env.run("--rollback", "auto", suites=(PROMETHEUS, HEALTH), env=env)
 
     assert_not_rolled_back(local_env, run, "2.0.0")
     assert broken_by(run)[SCRAPED] == "Prometheus: server error"

@@ -22,9 +22,6 @@ ERRORS = "suites/monitoring/test_error_tracking.py"
 LOGS = "suites/monitoring/test_logs.py"
 HEALTH = "suites/monitoring/test_health.py"
 DATABASE = "suites/functional/test_database.py"
-#: Third-party pytest plugins these runs never use; each costs seconds of start-up.
-LEAN = ("-p", "no:schemathesis", "-p", "no:locust", "-p", "no:hypothesispytest",
-        "-p", "no:benchmark")  # fmt: skip
 #: Short bounds where a check must run out of time (the defaults are for real platforms).
 SHORT_WAITS = {
     "POSTDEPLOY_LOCAL_MONITORING_SENTRY_WAIT_S": "3",
@@ -125,7 +122,7 @@ def test_a_healthy_release_passes_the_monitoring_suite_under_xdist(local_env):
     watcher = DataDirs(folder)
     watcher.start()
     try:
-        run = local_env.run("-n", "2", "--run-id", run_id, *LEAN, suites=(MONITORING,))
+        run = local_env.run("-n", "2", "--run-id", run_id, suites=(MONITORING,))
     finally:
         watcher.done.set()
         watcher.join()
@@ -147,7 +144,7 @@ def test_each_monitoring_fault_is_caught_by_its_check(local_env, monkeypatch, fa
         monkeypatch.setenv(name, value)
     local_env.platform.deploy("1.1.0", [fault])
 
-    run = local_env.run("--expect-version", "1.1.0", *LEAN, suites=suites)
+    run = local_env.run("--expect-version", "1.1.0", suites=suites)
 
     assert set(DEFECT_WORDS[fault]) == must_fail
     run.assert_caught(DEFECT_WORDS[fault])
@@ -165,7 +162,7 @@ def test_unreachable_prometheus_and_a_wrong_sentry_token_are_broken_not_failed(
     monkeypatch.setenv("SENTRY_STANDIN_TOKEN", wrong_token)
     local_env.platform.deploy("1.0.0")
 
-    run = local_env.run(*LEAN, suites=(PROMETHEUS, ERRORS))
+    run = local_env.run(suites=(PROMETHEUS, ERRORS))
 
     assert run.returncode == 1
     assert {SCRAPED, RULES, NO_CRITICAL, VISIBLE, LATENCY_PROM, SENTRY} <= run.broken()
