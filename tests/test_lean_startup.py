@@ -24,6 +24,7 @@ import sys
 def pytest_collection_finish(session):
     plugins = session.config.pluginmanager.list_name_plugin()
     names = {name for name, _ in plugins} | {getattr(p, "__name__", "") for _, p in plugins}
+    names = {name for name in names if " " not in name}
     with open({out!r}, "w") as out:
         out.write("modules " + " ".join(sorted({m.split(".")[0] for m in sys.modules})) + "\\n")
         out.write("plugins " + " ".join(sorted(n for n in names if n)) + "\\n")
@@ -42,9 +43,9 @@ def test_collecting_every_suite_loads_no_unneeded_plugin_or_heavy_library(tmp_pa
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     lines = dict(line.split(" ", 1) for line in out.read_text().splitlines())
-    modules, plugins = set(lines["modules"].split()), lines["plugins"]
+    modules, plugins = set(lines["modules"].split()), set(lines["plugins"].split())
     assert not modules & set(HEAVY), f"collection imported {sorted(modules & set(HEAVY))}"
-    assert not [p for p in UNWANTED_PLUGINS if p in plugins], plugins
-    for needed in ("postdeploy.plugin", "allure_pytest", "xdist"):
-        assert needed in plugins, f"{needed} is not loaded: {plugins}"
+    assert not [p for p in plugins if any(u in p for u in UNWANTED_PLUGINS)], plugins
+    # by the names they had when they loaded themselves (postdeploy finds allure-pytest by it)
+    assert {"postdeploy", "allure_pytest", "xdist"} <= plugins, plugins
 
