@@ -341,12 +341,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(category)
     # Gating checks first, the health checks first of all: a failing gate is found, and
     # rolled back, as early as possible; the rate-limit check last, so the limit it spends is
-    # never met by another check.
+    # never met by another check. Of each group, the checks that must run alone come last:
+    # the others run while the early starts finish in the background, rather than after
+    # waiting for them.
     items.sort(
         key=lambda item: (
             item.get_closest_marker("rate_limit") is not None,
             item.get_closest_marker("gating") is None,
             item.get_closest_marker("first") is None,
+            item.get_closest_marker("alone") is not None,
         )
     )
 

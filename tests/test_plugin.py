@@ -190,6 +190,23 @@ def test_gating_checks_run_first(project):
     assert "test_b" in lines[0]
 
 
+def test_the_order_health_first_then_gating_checks_with_those_that_run_alone_last(project):
+    """Health first (a release that is down reaches its rollback soonest), the checks that
+    must run alone after the other gating checks (these run while early starts finish), the
+    non-gating checks after every gating one."""
+    checks = (
+        ("test_other", ""),
+        ("test_load", "@pytest.mark.gating\n@pytest.mark.alone\n"),
+        ("test_login", "@pytest.mark.gating\n"),
+        ("test_health", "@pytest.mark.gating\n@pytest.mark.first\n"),
+    )
+    source = "".join(f"{marks}def {name}(target):\n    pass\n\n" for name, marks in checks)
+    suite(project, "functional", "import pytest\n\n" + source)
+    result = project.runpytest_subprocess("suites", "--target", "alpha", "-v")
+    ran = [line.split("::")[1].split("[")[0] for line in result.stdout.lines if "::" in line]
+    assert ran == ["test_health", "test_login", "test_load", "test_other"], ran
+
+
 def test_targets_gate_independently(pytester, health_server):
     pytester.makefile(".toml", targets=TARGETS.format(url=health_server).replace(
         'url = "' + health_server + '"\nservice_id = "srv-beta"',
