@@ -11,6 +11,7 @@ import json
 import socket
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -40,6 +41,7 @@ from postdeploy.performance.judge import (
     Result,
     holm,
     judge,
+    run_to_run_drift,
 )
 from postdeploy.performance.options import parse_compare_with
 from postdeploy.performance.plot import distributions_svg
@@ -205,6 +207,54 @@ def test_history_keeps_samples_pools_usable_runs_and_honours_invalidation(tmp_pa
     store.invalidate("r1", "incident 42")
     assert [r.run_id for r in store.baseline("local", "quick", 3)] == ["r3"]
     assert store.find("r1")[0].invalidated == "incident 42"
+
+
+def _stored_runs(rng, scales):
+    """Stored runs of one healthy release, each at its own machine speed (``scales``)."""
+    return [{name: arm(rng, scale=scale) for name in ENDPOINTS} for scale in scales]
+
+
+def test_earlier_runs_that_differ_among_themselves_widen_the_allowed_increase():
+    """Runs minutes apart on a shared host differ (here by up to 30 %) more than any one run's
+    spread says: a healthy run inside that drift passes against them, a regression beyond the
+    allowed increase *plus* the drift fails, and without the drift the same healthy run would be
+    a false alarm."""
+    rng = np.random.default_rng(7)
+    runs = _stored_runs(rng, (1.0, 1.3, 0.95))
+    reference = {name: pooled_arm for name, pooled_arm in _pool(runs).items()}
+    criteria = Criteria(seed=7)
+    drift = run_to_run_drift(runs, criteria)
+    assert 0.15 < drift["lessons:latency"] < 0.4, drift
+
+    healthy_now = {name: (reference[name], arm(rng, scale=1.25)) for name in ENDPOINTS}
+    assert judge(healthy_now, criteria).result is Result.FAIL  # what pooling alone said
+    judged = judge(healthy_now, replace(criteria, drift=drift))
+    assert judged.result is Result.PASS, [m.summary() for m in judged.regressions]
+    lessons = next(m for m in judged.metrics if m.name == "lessons:latency")
+    assert "the earlier runs differ by" in lessons.note
+
+    slow = {name: (reference[name], arm(rng, scale=1.25)) for name in ENDPOINTS}
+    slow["lessons"] = (reference["lessons"], arm(rng, scale=2.0))
+    judged = judge(slow, replace(criteria, drift=drift))
+    assert judged.result is Result.FAIL
+    assert {m.name for m in judged.regressions} >= {"lessons:latency"}
+
+
+def test_one_stored_run_or_identical_runs_add_no_drift():
+    rng = np.random.default_rng(8)
+    assert run_to_run_drift(_stored_runs(rng, (1.0,)), Criteria(seed=8)) == {}
+    same = _stored_runs(rng, (1.0, 1.0, 1.0))
+    assert max(run_to_run_drift(same, Criteria(seed=8)).values(), default=0.0) < 0.05
+
+
+def _pool(runs):
+    pooled_arms: dict[str, ArmSamples] = {}
+    for run in runs:
+        for name, samples in run.items():
+            pooled_arms[name] = (
+                pooled_arms[name].merged(samples) if name in pooled_arms else samples
+            )
+    return pooled_arms
 
 
 def test_history_command_lists_shows_and_invalidates(tmp_path):

@@ -49,7 +49,7 @@ from __future__ import annotations
 import fnmatch
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -223,6 +223,9 @@ class Criteria:
     weights: Mapping[str, float] = field(default_factory=dict)
     resamples: int = DEFAULT_RESAMPLES
     seed: int | None = None
+    #: metric name -> how much the reference's own runs already differ among themselves,
+    #: added to the allowed increase (a comparison with stored runs: :func:`run_to_run_drift`)
+    drift: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not 0 < self.alpha < 1:
@@ -241,8 +244,9 @@ class Criteria:
     def is_critical(self, name: str) -> bool:
         return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.critical)
 
-    def threshold(self, kind: Kind) -> float:
-        return float(self.allowed.get(kind, 0.0))
+    def threshold(self, kind: Kind, name: str = "") -> float:
+        """The allowed increase of metric ``name`` of ``kind``, with its run-to-run drift."""
+        return float(self.allowed.get(kind, 0.0)) + float(self.drift.get(name, 0.0))
 
 
 @dataclass
@@ -525,7 +529,49 @@ def judge(
         metric.classification = (
             Classification.REGRESSION if significant and large else Classification.PASS
         )
+    for metric in metrics:
+        drift = float(criteria.drift.get(metric.name, 0.0))
+        if drift > 0 and not metric.note:
+            amount = f"{drift:.2f} pp" if metric.kind is Kind.ERRORS else f"{drift:.1%}"
+            metric.note = f"the allowed increase includes +{amount} the earlier runs differ by"
     return _verdict(metrics, criteria)
+
+
+def run_to_run_drift(
+    runs: Sequence[Mapping[str, ArmSamples]], criteria: Criteria
+) -> dict[str, float]:
+    """How much stored runs differ among themselves, per metric, beyond sampling noise: the
+    largest low end of the interval of the increase any one of them shows over the others
+    pooled (nothing for fewer than two runs).
+
+    A run's samples share its moment: runs minutes apart on a shared host differ by more than
+    the spread within any one run says, so a sample-level test finds that difference
+    significant. A comparison with stored runs adds this drift to the allowed increase: a run
+    is a regression only when it is worse than the earlier runs by the allowed increase beyond
+    what they already differ by. (A live baseline, sampled interleaved, needs none.)
+    """
+    drift: dict[str, float] = {}
+    plain = replace(criteria, drift={})
+    for index, run in enumerate(runs if len(runs) > 1 else ()):
+        others = [other for i, other in enumerate(runs) if i != index]
+        pairs = {
+            name: (_pooled(other[name] for other in others), run[name])
+            for name in sorted(set(run).intersection(*others))
+        }
+        for metric in judge(pairs, plain).metrics:
+            # the low end of the interval: what sampling noise cannot explain (which the test
+            # of the new run accounts for already)
+            low = metric.interval[0] if metric.interval else 0.0
+            if low > 0:
+                drift[metric.name] = max(drift.get(metric.name, 0.0), low)
+    return drift
+
+
+def _pooled(samples: Iterable[ArmSamples]) -> ArmSamples:
+    pooled = ArmSamples((), 0, 0)
+    for arm in samples:
+        pooled = pooled.merged(arm)
+    return pooled
 
 
 def _large(metric: Metric, criteria: Criteria) -> bool:
@@ -560,7 +606,7 @@ def _endpoint_metrics(
             kind,
             base_summary,
             canary_summary,
-            threshold=criteria.threshold(kind),
+            threshold=criteria.threshold(kind, f"{endpoint}:{kind}"),
             critical=criteria.is_critical(f"{endpoint}:{kind}"),
         )
         for kind in latency_kinds
@@ -618,7 +664,7 @@ def _page_metric(
         kind,
         _arm(base),
         _arm(canary),
-        threshold=criteria.threshold(kind),
+        threshold=criteria.threshold(kind, f"{page}:{kind}"),
         critical=criteria.is_critical(f"{page}:{kind}"),
     )
     few = min(len(base.latencies_ms), len(canary.latencies_ms))
@@ -675,7 +721,7 @@ def _error_metric(
         Kind.ERRORS,
         _arm(base),
         _arm(canary),
-        threshold=criteria.threshold(Kind.ERRORS),
+        threshold=criteria.threshold(Kind.ERRORS, f"{endpoint}:{Kind.ERRORS}"),
         critical=criteria.is_critical(f"{endpoint}:{Kind.ERRORS}"),
     )
     needed = criteria.min_samples if min_requests is None else min_requests

@@ -21,6 +21,7 @@ too few samples, is broken, never failed.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import allure
@@ -43,7 +44,14 @@ from postdeploy.performance.canary import (
     plan_for,
 )
 from postdeploy.performance.canary_pages import collect_pages, page_plan, paired_pages
-from postdeploy.performance.judge import ArmSamples, Judgement, PageSamples, Result, judge
+from postdeploy.performance.judge import (
+    ArmSamples,
+    Judgement,
+    PageSamples,
+    Result,
+    judge,
+    run_to_run_drift,
+)
 from postdeploy.performance.plot import distributions_svg
 
 #: Per target, the canary arm's samples of this run's baseline check and what the check made of
@@ -169,8 +177,12 @@ def test_the_release_is_not_worse_than_earlier_runs(request, target, run_id, can
             )
         reference = history.pooled(earlier)
         pairs = {name: (reference[name], current[name]) for name in current if name in reference}
-        judgement = judge(pairs, criteria_for(target, relative=True))
+        criteria = criteria_for(target, relative=True)
+        drift = run_to_run_drift([run.samples() for run in earlier], criteria)
+        judgement = judge(pairs, replace(criteria, drift=drift))
         against = f"the last {k} run(s) ({', '.join(run.run_id for run in earlier)})"
+        if drift:
+            against += ", beyond how much they differ among themselves"
         _report(request, judgement, against, pairs)
         judged = {
             Result.FAIL: history.FAILED,
