@@ -413,8 +413,9 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "history_samples": Key(
             (int, float),
             200,
-            help="timed requests per key endpoint of a run that only stores its samples (no "
-            "--compare-with, no baseline): every default run pays them",
+            help="timed requests per key endpoint of the history check's own traffic (stored, "
+            "and judged with --compare-with; without a baseline check): every default run pays "
+            "them",
         ),
         "history_keep": Key(
             (int, float), 20, help="runs kept per target and load profile in the history dir"

@@ -76,6 +76,8 @@ class StoredRun:
     endpoints: int
     path: Path
     invalidated: str | None = None
+    #: requests per key endpoint: runs of another size are another shape (see ``baseline``)
+    per_endpoint: int = 0
 
     @property
     def usable(self) -> bool:
@@ -101,6 +103,7 @@ class StoredRun:
             "recorded_at": self.recorded_at,
             "outcome": self.outcome,
             "endpoints": self.endpoints,
+            "per_endpoint": self.per_endpoint,
             "invalidated": self.invalidated,
         }
 
@@ -199,6 +202,9 @@ class History:
                     recorded_at=str(data["recorded_at"]),
                     outcome=str(data["outcome"]),
                     endpoints=len(data["endpoints"]),
+                    per_endpoint=max(
+                        (int(e["requests"]) for e in data["endpoints"].values()), default=0
+                    ),
                     path=path,
                     invalidated=marker.read_text(encoding="utf-8").strip() or "invalidated"
                     if marker.exists()
@@ -222,13 +228,24 @@ class History:
             _marker(run.path).write_text(reason.strip() or "invalidated", encoding="utf-8")
         return self.find(run_id)
 
-    def baseline(self, target: str, profile: str, k: int, exclude_run: str = "") -> list[StoredRun]:
-        """The last ``k`` usable runs of this target, profile and harness version (or fewer)."""
+    def baseline(
+        self, target: str, profile: str, k: int, exclude_run: str = "", per_endpoint: int = 0
+    ) -> list[StoredRun]:
+        """The last ``k`` usable runs of this target, profile and harness version (or fewer),
+        and of ``per_endpoint`` requests per key endpoint when given.
+
+        The size is part of a run's shape: the samples are sent endpoint by endpoint, and the
+        writes of one (a learning session recorded per request) grow the data the later ones
+        read, so a run of 1,000 per endpoint is slower on those than one of 200 on the same
+        release and machine."""
         version = harness_version()
         usable = [
             run
             for run in self.runs(target, profile)
-            if run.usable and run.harness_version == version and run.run_id != exclude_run
+            if run.usable
+            and run.harness_version == version
+            and run.run_id != exclude_run
+            and (not per_endpoint or run.per_endpoint == per_endpoint)
         ]
         return usable[:k]
 

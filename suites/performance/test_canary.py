@@ -156,8 +156,9 @@ def test_the_release_is_not_worse_than_earlier_runs(request, target, run_id, can
     if reused is not None:
         current, prior = reused
     else:
-        # only stored for later runs: fewer samples (a later judgement pools K such runs)
-        n = None if k is not None else int(target.canary.history_samples)
+        # [canary] history_samples, whether stored only or judged: the runs a judgement pools
+        # must have the same shape (History.baseline)
+        n = int(target.canary.history_samples)
         samples = collect(target, [Arm(CANARY, target.url)], plan_for(target, samples=n), run_id)
         current, prior = {name: arms[0] for name, arms in samples.items()}, history.NOT_JUDGED
     outcome = prior
@@ -168,12 +169,13 @@ def test_the_release_is_not_worse_than_earlier_runs(request, target, run_id, can
                 f"not judged: this run's samples were stored in {store.root} for later runs; "
                 "pass --compare-with previous[:K] to judge against earlier runs"
             )
-        earlier = store.baseline(target.name, profile, k, exclude_run=run_id)
+        size = max((arm.requests for arm in current.values()), default=0)
+        earlier = store.baseline(target.name, profile, k, exclude_run=run_id, per_endpoint=size)
         if len(earlier) < k:
             pytest.skip(
                 f"not judged: {len(earlier)} usable earlier run(s) of {target.name} with profile "
-                f"{profile!r} and harness {history.harness_version()} in {store.root}, "
-                f"--compare-with asks for {k}"
+                f"{profile!r}, harness {history.harness_version()} and {size} samples per "
+                f"endpoint in {store.root}, --compare-with asks for {k}"
             )
         reference = history.pooled(earlier)
         pairs = {name: (reference[name], current[name]) for name in current if name in reference}
