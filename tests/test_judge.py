@@ -209,6 +209,21 @@ def test_history_keeps_samples_pools_usable_runs_and_honours_invalidation(tmp_pa
     assert store.find("r1")[0].invalidated == "incident 42"
 
 
+def test_a_judgement_pools_only_stored_runs_of_its_own_size(tmp_path):
+    """Samples go endpoint by endpoint and one endpoint's writes grow what the next reads, so a
+    run of 1,000 per endpoint is not comparable with runs of 200."""
+    rng = np.random.default_rng(10)
+    store = History(tmp_path)
+    for run_id, size in (("small-1", 200), ("big", 1000), ("small-2", 200)):
+        store.record("local", "quick", run_id, {"health": arm(rng, size)}, "passed")
+    assert [r.run_id for r in store.baseline("local", "quick", 3, per_endpoint=200)] == [
+        "small-2",
+        "small-1",
+    ]
+    assert [r.run_id for r in store.baseline("local", "quick", 3, per_endpoint=1000)] == ["big"]
+    assert len(store.baseline("local", "quick", 3)) == 3  # no size given: any
+
+
 def _stored_runs(rng, scales):
     """Stored runs of one healthy release, each at its own machine speed (``scales``)."""
     return [{name: arm(rng, scale=scale) for name in ENDPOINTS} for scale in scales]
