@@ -41,6 +41,7 @@ from postdeploy.performance.judge import (
     Result,
     holm,
     judge,
+    pool,
     run_to_run_drift,
 )
 from postdeploy.performance.options import parse_compare_with
@@ -236,7 +237,7 @@ def test_earlier_runs_that_differ_among_themselves_widen_the_allowed_increase():
     a false alarm."""
     rng = np.random.default_rng(7)
     runs = _stored_runs(rng, (1.0, 1.3, 0.95))
-    reference = {name: pooled_arm for name, pooled_arm in _pool(runs).items()}
+    reference = pool(runs)
     criteria = Criteria(seed=7)
     drift = run_to_run_drift(runs, criteria)
     assert 0.15 < drift["lessons:latency"] < 0.4, drift
@@ -260,16 +261,6 @@ def test_one_stored_run_or_identical_runs_add_no_drift():
     assert run_to_run_drift(_stored_runs(rng, (1.0,)), Criteria(seed=8)) == {}
     same = _stored_runs(rng, (1.0, 1.0, 1.0))
     assert max(run_to_run_drift(same, Criteria(seed=8)).values(), default=0.0) < 0.05
-
-
-def _pool(runs):
-    pooled_arms: dict[str, ArmSamples] = {}
-    for run in runs:
-        for name, samples in run.items():
-            pooled_arms[name] = (
-                pooled_arms[name].merged(samples) if name in pooled_arms else samples
-            )
-    return pooled_arms
 
 
 def test_history_command_lists_shows_and_invalidates(tmp_path):

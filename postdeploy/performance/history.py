@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from postdeploy import paths
-from postdeploy.performance.judge import ArmSamples
+from postdeploy.performance.judge import ArmSamples, pool
 
 HISTORY_SUBDIR = "history"
 SUFFIX = ".json.gz"
@@ -256,11 +256,5 @@ def _marker(path: Path) -> Path:
 
 
 def pooled(runs: list[StoredRun]) -> dict[str, ArmSamples]:
-    """The samples of several runs pooled per endpoint (endpoints every run has)."""
-    per_run = [run.samples() for run in runs]
-    common = set.intersection(*(set(s) for s in per_run)) if per_run else set()
-    result: dict[str, ArmSamples] = {}
-    for samples in per_run:
-        for name in sorted(common):
-            result[name] = result[name].merged(samples[name]) if name in result else samples[name]
-    return result
+    """The samples of several stored runs pooled per endpoint (endpoints every run has)."""
+    return pool([run.samples() for run in runs])

@@ -553,11 +553,8 @@ def run_to_run_drift(
     drift: dict[str, float] = {}
     plain = replace(criteria, drift={})
     for index, run in enumerate(runs if len(runs) > 1 else ()):
-        others = [other for i, other in enumerate(runs) if i != index]
-        pairs = {
-            name: (_pooled(other[name] for other in others), run[name])
-            for name in sorted(set(run).intersection(*others))
-        }
+        others = pool([other for i, other in enumerate(runs) if i != index])
+        pairs = {name: (others[name], run[name]) for name in sorted(others.keys() & run.keys())}
         for metric in judge(pairs, plain).metrics:
             # the low end of the interval: what sampling noise cannot explain (which the test
             # of the new run accounts for already)
@@ -567,10 +564,14 @@ def run_to_run_drift(
     return drift
 
 
-def _pooled(samples: Iterable[ArmSamples]) -> ArmSamples:
-    pooled = ArmSamples((), 0, 0)
-    for arm in samples:
-        pooled = pooled.merged(arm)
+def pool(runs: Sequence[Mapping[str, ArmSamples]]) -> dict[str, ArmSamples]:
+    """Several runs' samples pooled per endpoint, in run order (the endpoints every run has)."""
+    common = set.intersection(*(set(run) for run in runs)) if runs else set()
+    pooled: dict[str, ArmSamples] = {}
+    for name in sorted(common):
+        pooled[name] = ArmSamples((), 0, 0)
+        for run in runs:
+            pooled[name] = pooled[name].merged(run[name])
     return pooled
 
 

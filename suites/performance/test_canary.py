@@ -50,6 +50,7 @@ from postdeploy.performance.judge import (
     PageSamples,
     Result,
     judge,
+    pool,
     run_to_run_drift,
 )
 from postdeploy.performance.plot import distributions_svg
@@ -177,10 +178,11 @@ def test_the_release_is_not_worse_than_earlier_runs(request, target, run_id, can
                 f"{profile!r}, harness {history.harness_version()} and {size} samples per "
                 f"endpoint in {store.root}, --compare-with asks for {k}"
             )
-        reference = history.pooled(earlier)
+        stored = [run.samples() for run in earlier]
+        reference = pool(stored)
         pairs = {name: (reference[name], current[name]) for name in current if name in reference}
         criteria = criteria_for(target, relative=True)
-        drift = run_to_run_drift([run.samples() for run in earlier], criteria)
+        drift = run_to_run_drift(stored, criteria)
         judgement = judge(pairs, replace(criteria, drift=drift))
         against = f"the last {k} run(s) ({', '.join(run.run_id for run in earlier)})"
         if drift:
