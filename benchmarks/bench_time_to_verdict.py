@@ -66,6 +66,14 @@ def run(env: dict[str, str], reports: Path, *args: str) -> tuple[float, float, d
     return elapsed, wall, verdict.get("targets", {}).get("local", {})
 
 
+def raise_registration_limit(*envs: dict[str, str]) -> list[dict[str, str]]:
+    """Raise the app's registration limit for the releases deployed from now on (the platform
+    passes this process's environment on) and declare it to the harness in ``envs``."""
+    os.environ["LA_RATE_LIMIT_REGISTER"] = f"{RAISED_REGISTRATIONS}/{WINDOW_S}"
+    declared = {"POSTDEPLOY_LOCAL_LIMITS_REGISTRATIONS_PER_WINDOW": str(RAISED_REGISTRATIONS)}
+    return [{**env, **declared} for env in envs]
+
+
 def outcomes(entry: dict) -> dict[str, str]:
     """Check -> kind, for the checks that did not pass (the rest passed or were skipped)."""
     return {f["test"]: f["kind"] for f in entry.get("failures", [])}
@@ -96,10 +104,8 @@ def main() -> None:
     env = {**os.environ, "POSTDEPLOY_STATE_DIR": str(root / "state"),
            "POSTDEPLOY_LOCAL_URL": url, "PYTEST_ADDOPTS": ""}  # fmt: skip
     sequential_env = {**env, "POSTDEPLOY_LOCAL_CONCURRENCY": "1"}
-    raised = {"POSTDEPLOY_LOCAL_LIMITS_REGISTRATIONS_PER_WINDOW": str(RAISED_REGISTRATIONS)}
     if args.raised_limit:
-        os.environ["LA_RATE_LIMIT_REGISTER"] = f"{RAISED_REGISTRATIONS}/{WINDOW_S}"
-        env, sequential_env = {**env, **raised}, {**sequential_env, **raised}
+        env, sequential_env = raise_registration_limit(env, sequential_env)
     platform = LocalPlatform(url, state_dir=root / "state")
     try:
         platform.deploy(HEALTHY)
@@ -140,8 +146,8 @@ def main() -> None:
             print(row("run start -> rollback call, `health_down`, `--rollback auto`", to_call))
 
         same, differ = 0, []
-        os.environ["LA_RATE_LIMIT_REGISTER"] = f"{RAISED_REGISTRATIONS}/{WINDOW_S}"
-        env, sequential_env = {**env, **raised}, {**sequential_env, **raised}
+        if not args.raised_limit:
+            env, sequential_env = raise_registration_limit(env, sequential_env)
         for name in faults:
             platform.deploy("3.0.0", [name])
             _, _, concurrent = run(env, root / "c", "-m", "gating")
