@@ -7,16 +7,21 @@ recorded latencies; these tests pin the behaviour each figure relies on.
 
 from __future__ import annotations
 
+import gzip
+import http.server
 import json
 import socket
 import subprocess
 import sys
+import threading
 from dataclasses import replace
+from typing import ClassVar
 
 import numpy as np
 import pytest
 
 from postdeploy.config import SECTIONS, Section, Target
+from postdeploy.contract import KEY_ENDPOINTS, PATHS
 from postdeploy.performance.canary import (
     BASELINE,
     CANARY,
@@ -25,6 +30,7 @@ from postdeploy.performance.canary import (
     BudgetTooSmall,
     CanaryInconclusive,
     NoBaseline,
+    Plan,
     arms_for,
     collect,
     conclude,
@@ -223,6 +229,72 @@ def test_a_judgement_pools_only_stored_runs_of_its_own_size(tmp_path):
     ]
     assert [r.run_id for r in store.baseline("local", "quick", 3, per_endpoint=1000)] == ["big"]
     assert len(store.baseline("local", "quick", 3)) == 3  # no size given: any
+
+
+def test_runs_stored_endpoint_by_endpoint_are_not_pooled_with_round_robin_runs(tmp_path):
+    """Runs stored before the samples went round-robin (format 1, no ``sampling``) have another
+    shape: a burst of the host's load could fall on one endpoint's whole block."""
+    rng = np.random.default_rng(11)
+    store = History(tmp_path)
+    store.record("local", "quick", "old", {"health": arm(rng, 200)}, "passed")
+    path = store.runs("local", "quick")[0].path
+    with gzip.open(path, "rt", encoding="utf-8") as file:
+        document = json.load(file)
+    del document["sampling"]
+    document["format"] = 1
+    with gzip.open(path, "wt", encoding="utf-8") as file:
+        json.dump(document, file)
+    store.record("local", "quick", "new", {"health": arm(rng, 200)}, "passed")
+    assert [r.sampling for r in store.runs("local", "quick")] == [
+        "round-robin",
+        "endpoint by endpoint",
+    ]
+    assert [r.run_id for r in store.baseline("local", "quick", 3)] == ["new"]
+
+
+class _OrderRecorder(http.server.BaseHTTPRequestHandler):
+    """Answers every GET with 200 and notes which arm asked for what, in order."""
+
+    seen: ClassVar[list[tuple[str, str]]] = []
+
+    def do_GET(self) -> None:
+        self.seen.append((self.headers.get("X-Arm", ""), self.path))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_the_samples_go_round_robin_over_the_endpoints_and_abba_over_the_arms():
+    """One request per endpoint per round, so a burst of load touches every endpoint a little;
+    within a round each endpoint's pair of requests starts with the arm that went second in the
+    round before."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _OrderRecorder)
+    _OrderRecorder.seen = []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        target = Target("t", "local", url, timeout_s=5, connect_timeout_s=2)
+        arms = [
+            Arm(BASELINE, url, headers=(("X-Arm", "b"),)),
+            Arm(CANARY, url, headers=(("X-Arm", "c"),)),
+        ]
+        endpoints = tuple(e for e in KEY_ENDPOINTS if e.name in ("health", "lessons", "lesson"))
+        samples = collect(target, arms, Plan(samples=2, warmup=1, endpoints=endpoints), "t")
+    finally:
+        server.shutdown()
+        server.server_close()
+    paths = [e.path for e in endpoints]
+    checked = [("b", PATHS.health), ("c", PATHS.health)]  # each arm answers before any traffic
+    warmup = [(a, path) for path in paths for a in "bc"]
+    round_1 = [(a, path) for path in paths for a in "bc"]
+    round_2 = [(a, path) for path in paths for a in "cb"]
+    assert _OrderRecorder.seen == checked + warmup + round_1 + round_2
+    assert {name: [s.requests for s in pair] for name, pair in samples.items()} == {
+        e.name: [2, 2] for e in endpoints
+    }
 
 
 def _stored_runs(rng, scales):

@@ -32,7 +32,11 @@ from postdeploy.performance.judge import ArmSamples, pool
 HISTORY_SUBDIR = "history"
 SUFFIX = ".json.gz"
 INVALIDATED_SUFFIX = ".invalidated"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: How the stored samples were sent (``canary.collect``); runs stored before format 2 went
+#: endpoint by endpoint, a shape that is not comparable (see ``History.baseline``).
+SAMPLING = "round-robin"
+BLOCKS = "endpoint by endpoint"
 UNKNOWN_VERSION = "0+unknown"
 #: Outcomes a stored run can have; a ``failed`` run is never a baseline.
 PASSED, FAILED, NOT_JUDGED, INCONCLUSIVE = "passed", "failed", "not judged", "inconclusive"
@@ -78,6 +82,8 @@ class StoredRun:
     invalidated: str | None = None
     #: requests per key endpoint: runs of another size are another shape (see ``baseline``)
     per_endpoint: int = 0
+    #: how the samples were sent: another order is another shape (see ``baseline``)
+    sampling: str = SAMPLING
 
     @property
     def usable(self) -> bool:
@@ -104,6 +110,7 @@ class StoredRun:
             "outcome": self.outcome,
             "endpoints": self.endpoints,
             "per_endpoint": self.per_endpoint,
+            "sampling": self.sampling,
             "invalidated": self.invalidated,
         }
 
@@ -154,6 +161,7 @@ class History:
             "target": target,
             "profile": profile,
             "harness_version": harness_version(),
+            "sampling": SAMPLING,
             "recorded_at": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
             "outcome": outcome,
             "endpoints": {
@@ -205,6 +213,7 @@ class History:
                     per_endpoint=max(
                         (int(e["requests"]) for e in data["endpoints"].values()), default=0
                     ),
+                    sampling=str(data.get("sampling", BLOCKS)),
                     path=path,
                     invalidated=marker.read_text(encoding="utf-8").strip() or "invalidated"
                     if marker.exists()
@@ -231,19 +240,20 @@ class History:
     def baseline(
         self, target: str, profile: str, k: int, exclude_run: str = "", per_endpoint: int = 0
     ) -> list[StoredRun]:
-        """The last ``k`` usable runs of this target, profile and harness version (or fewer),
-        and of ``per_endpoint`` requests per key endpoint when given.
+        """The last ``k`` usable runs of this target, profile, harness version and sampling
+        order (or fewer), and of ``per_endpoint`` requests per key endpoint when given.
 
-        The size is part of a run's shape: the samples are sent endpoint by endpoint, and the
-        writes of one (a learning session recorded per request) grow the data the later ones
-        read, so a run of 1,000 per endpoint is slower on those than one of 200 on the same
-        release and machine."""
+        Size and order are part of a run's shape. Every recorded learning session grows the
+        data the reading endpoints go through, so a run of 1,000 rounds is slower on those
+        than one of 200 on the same release and machine. Runs stored before format 2 went
+        endpoint by endpoint, where a burst of the host's load lands on one endpoint's block."""
         version = harness_version()
         usable = [
             run
             for run in self.runs(target, profile)
             if run.usable
             and run.harness_version == version
+            and run.sampling == SAMPLING
             and run.run_id != exclude_run
             and (not per_endpoint or run.per_endpoint == per_endpoint)
         ]

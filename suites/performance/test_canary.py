@@ -176,7 +176,8 @@ def test_the_release_is_not_worse_than_earlier_runs(request, target, run_id, can
             pytest.skip(
                 f"not judged: {len(earlier)} usable earlier run(s) of {target.name} with profile "
                 f"{profile!r}, harness {history.harness_version()} and {size} samples per "
-                f"endpoint in {store.root}, --compare-with asks for {k}"
+                f"endpoint, sent {history.SAMPLING}, in {store.root}; --compare-with asks "
+                f"for {k}"
             )
         stored = [run.samples() for run in earlier]
         reference = pool(stored)

@@ -143,6 +143,3 @@ def _reflections(response, origin: str) -> list[str]:
             "(any site can read this user's answers)"
         ]
     return []
-
-
-
