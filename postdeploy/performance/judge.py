@@ -47,6 +47,7 @@ thresholds.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -533,16 +534,21 @@ def judge(
         drift = float(criteria.drift.get(metric.name, 0.0))
         if drift > 0 and not metric.note:
             amount = f"{drift:.2f} pp" if metric.kind is Kind.ERRORS else f"{drift:.1%}"
-            metric.note = f"the allowed increase includes +{amount} the earlier runs differ by"
+            metric.note = f"the allowed increase includes +{amount} of run-to-run drift"
     return _verdict(metrics, criteria)
 
 
 def run_to_run_drift(
     runs: Sequence[Mapping[str, ArmSamples]], criteria: Criteria
 ) -> dict[str, float]:
-    """How much stored runs differ among themselves, per metric, beyond sampling noise: the
-    largest low end of the interval of the increase any one of them shows over the others
-    pooled (nothing for fewer than two runs).
+    """How much a new run may differ from the stored ``runs`` by the host alone, per metric:
+    the larger of two measures (nothing for fewer than two runs).
+
+    * The metric's own drift: the largest low end of the interval of the increase any one run
+      shows over the others pooled - what sampling noise cannot explain.
+    * The control limit of whole runs, per latency kind (:func:`run_spread`): a host's load
+      moves every endpoint of a run together, and K runs that happen to agree on one endpoint
+      still say how far apart whole runs fall.
 
     A run's samples share its moment: runs minutes apart on a shared host differ by more than
     the spread within any one run says, so a sample-level test finds that difference
@@ -551,8 +557,10 @@ def run_to_run_drift(
     what they already differ by. (A live baseline, sampled interleaved, needs none.)
     """
     drift: dict[str, float] = {}
+    if len(runs) < 2:
+        return drift
     plain = replace(criteria, drift={})
-    for index, run in enumerate(runs if len(runs) > 1 else ()):
+    for index, run in enumerate(runs):
         others = pool([other for i, other in enumerate(runs) if i != index])
         pairs = {name: (others[name], run[name]) for name in sorted(others.keys() & run.keys())}
         for metric in judge(pairs, plain).metrics:
@@ -561,7 +569,72 @@ def run_to_run_drift(
             low = metric.interval[0] if metric.interval else 0.0
             if low > 0:
                 drift[metric.name] = max(drift.get(metric.name, 0.0), low)
-    return drift
+    limits = run_spread(runs, criteria.min_samples)
+    for name in set.intersection(*(set(run) for run in runs)):
+        for kind, limit in limits.items():
+            metric = f"{name}:{kind}"
+            drift[metric] = max(drift.get(metric, 0.0), limit)
+    return {name: value for name, value in drift.items() if value > 0}
+
+
+#: The statistic of each latency kind whose spread between whole runs :func:`run_spread` takes.
+LEVELS = {Kind.LATENCY: 0.5, Kind.P95: TAILS["p95"], Kind.P99: TAILS["p99"]}
+#: Control limits at this many standard deviations of a run's level (Shewhart's 3 sigma).
+CONTROL_SIGMAS = 3.0
+
+
+def run_spread(runs: Sequence[Mapping[str, ArmSamples]], min_samples: int) -> dict[Kind, float]:
+    """Per latency kind, how much slower than the mean of ``runs`` a run of the same release
+    may be by the host alone: a Shewhart control limit on the runs' levels.
+
+    A run's level of a kind is the geometric mean over its endpoints of that statistic
+    (median, p95, p99). Averaging over the endpoints leaves out the sampling noise of any
+    one endpoint and keeps what moves them all: measured on this 2-core host, runs of the
+    healthy release seconds apart differ by 6 % (median) and 12 % (p95) from run to run, and
+    97-98 % of that variance is common to every endpoint once the samples go round-robin
+    (docs/canary.md). The levels' standard deviation is estimated from their range (highest
+    minus lowest, divided by the expected range of as many normal draws: d2, the control-chart
+    constant), and the limit is ``CONTROL_SIGMAS`` of it for a new run against the mean of
+    ``len(runs)``: 2.05 x the range for three runs. The result is relative (0.2: 20 %).
+
+    Endpoints with fewer than ``min_samples`` latencies in some run are left out.
+    """
+    names = [
+        name
+        for name in sorted(set.intersection(*(set(run) for run in runs)))
+        if all(len(run[name].latencies_ms) >= min_samples for run in runs)
+    ]
+    if len(runs) < 2 or not names:
+        return {}
+    k = len(runs)
+    scale = CONTROL_SIGMAS * math.sqrt(1 + 1 / k) / expected_range(k)
+    limits = {}
+    for kind, quantile in LEVELS.items():
+        levels = [_level(run, names, quantile) for run in runs]
+        limits[kind] = math.expm1(scale * (max(levels) - min(levels)))
+    return limits
+
+
+@functools.cache
+def expected_range(n: int) -> float:
+    """d2: the expected range of ``n`` standard normal draws (1.128 for 2, 1.693 for 3)."""
+    from scipy import integrate, stats
+
+    def integrand(x: float) -> float:
+        below = float(stats.norm.cdf(x))
+        return 1 - below**n - (1 - below) ** n
+
+    value, _ = integrate.quad(integrand, -np.inf, np.inf)
+    return float(value)
+
+
+def _level(run: Mapping[str, ArmSamples], names: Sequence[str], quantile: float) -> float:
+    """The geometric mean over ``names`` of one run's ``quantile`` latency (log ms)."""
+    logs = [
+        math.log(max(float(np.quantile(run[name].latencies_ms, quantile)), MIN_LATENCY_MS))
+        for name in names
+    ]
+    return float(np.mean(logs))
 
 
 def pool(runs: Sequence[Mapping[str, ArmSamples]]) -> dict[str, ArmSamples]:
