@@ -66,7 +66,6 @@ class SuiteRun:
             if check_name(failure["test"]) == check
         ]
 
-
     def assert_caught(self, caught_by: dict[str, str]) -> None:
         """Each check *failed* (an assertion, not broken) with ``words`` in its message:
         it failed for the defect, not for anything else."""

@@ -48,4 +48,3 @@ def test_collecting_every_suite_loads_no_unneeded_plugin_or_heavy_library(tmp_pa
     assert not [p for p in plugins if any(u in p for u in UNWANTED_PLUGINS)], plugins
     # by the names they had when they loaded themselves (postdeploy finds allure-pytest by it)
     assert {"postdeploy", "allure_pytest", "xdist"} <= plugins, plugins
-

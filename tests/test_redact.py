@@ -89,7 +89,9 @@ def test_json_secret_fields_quoted_in_free_text_are_removed():
 def test_a_url_secret_is_known_by_its_parts():
     from postdeploy.redact import secret_parts
 
-    url = "https://hookuser:H00kTokenValue@hooks.example:8443/p/T0ABC/Bx9sLk3mQ2vT7pZ?sig=S1gValue42"
+    url = (
+        "https://hookuser:H00kTokenValue@hooks.example:8443/p/T0ABC/Bx9sLk3mQ2vT7pZ?sig=S1gValue42"
+    )
 
     parts = secret_parts(url)
 
