@@ -45,11 +45,11 @@ from postdeploy.performance.judge import (
     Kind,
     PageSamples,
     Result,
+    control_limits,
     expected_range,
     holm,
     judge,
     pool,
-    run_spread,
     run_to_run_drift,
 )
 from postdeploy.performance.options import parse_compare_with
@@ -340,7 +340,7 @@ def test_whole_runs_set_a_control_limit_on_every_endpoint():
     runs = _stored_runs(rng, (1.0, 1.1, 0.97))
     for run in runs:
         run["lessons"] = arm(rng)  # this endpoint's three runs agree
-    limits = run_spread(runs, min_samples=50)
+    limits = control_limits(runs, min_samples=50)
     levels = [np.mean([np.log(np.median(run[n].latencies_ms)) for n in ENDPOINTS]) for run in runs]
     expected = np.expm1(3 * np.sqrt(1 + 1 / 3) / 1.693 * (max(levels) - min(levels)))
     assert limits[Kind.LATENCY] == pytest.approx(expected, rel=1e-3)

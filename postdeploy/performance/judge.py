@@ -546,7 +546,7 @@ def run_to_run_drift(
 
     * The metric's own drift: the largest low end of the interval of the increase any one run
       shows over the others pooled - what sampling noise cannot explain.
-    * The control limit of whole runs, per latency kind (:func:`run_spread`): a host's load
+    * The control limit of whole runs, per latency kind (:func:`control_limits`): a host's load
       moves every endpoint of a run together, and K runs that happen to agree on one endpoint
       still say how far apart whole runs fall.
 
@@ -569,7 +569,7 @@ def run_to_run_drift(
             low = metric.interval[0] if metric.interval else 0.0
             if low > 0:
                 drift[metric.name] = max(drift.get(metric.name, 0.0), low)
-    limits = run_spread(runs, criteria.min_samples)
+    limits = control_limits(runs, criteria.min_samples)
     for name in set.intersection(*(set(run) for run in runs)):
         for kind, limit in limits.items():
             metric = f"{name}:{kind}"
@@ -577,13 +577,13 @@ def run_to_run_drift(
     return {name: value for name, value in drift.items() if value > 0}
 
 
-#: The statistic of each latency kind whose spread between whole runs :func:`run_spread` takes.
+#: The statistic of each latency kind whose level :func:`control_limits` follows from run to run.
 LEVELS = {Kind.LATENCY: 0.5, Kind.P95: TAILS["p95"], Kind.P99: TAILS["p99"]}
 #: Control limits at this many standard deviations of a run's level (Shewhart's 3 sigma).
 CONTROL_SIGMAS = 3.0
 
 
-def run_spread(runs: Sequence[Mapping[str, ArmSamples]], min_samples: int) -> dict[Kind, float]:
+def control_limits(runs: Sequence[Mapping[str, ArmSamples]], min_samples: int) -> dict[Kind, float]:
     """Per latency kind, how much slower than the mean of ``runs`` a run of the same release
     may be by the host alone: a Shewhart control limit on the runs' levels.
 
