@@ -12,6 +12,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from postdeploy.performance import load
 from tests.conftest import junit_cases
 
 PERFORMANCE = "suites/performance"
@@ -163,8 +164,11 @@ def test_a_broken_deployment_is_not_hammered_the_load_run_aborts_early(local_env
     summary = load_summary(local_env)
     assert summary["aborted"]
     assert summary["exit_code"] == 3
-    # stopped early by count, not by the clock: far fewer requests than the profile plans
-    assert summary["requests"] < summary["planned_requests"] / 2, summary
+    # stopped by the error rate, not by the quota or the clock: before the profile's requests
+    # were all sent and before its shortest duration. (How many went out before the watcher's
+    # next look - every 0.5 s - depends on how fast the machine is at that moment.)
+    assert summary["requests"] < summary["planned_requests"], summary
+    assert summary["run_s"] < load.plans().PLANS[summary["profile"]].min_s, summary
 
 
 def test_load_runs_distributed_with_a_master_and_workers(local_env):
