@@ -570,10 +570,10 @@ def run_to_run_drift(
             if low > 0:
                 drift[metric.name] = max(drift.get(metric.name, 0.0), low)
     limits = control_limits(runs, criteria.min_samples)
-    for name in set.intersection(*(set(run) for run in runs)):
+    for endpoint in set.intersection(*(set(run) for run in runs)):
         for kind, limit in limits.items():
-            metric = f"{name}:{kind}"
-            drift[metric] = max(drift.get(metric, 0.0), limit)
+            name = f"{endpoint}:{kind}"
+            drift[name] = max(drift.get(name, 0.0), limit)
     return {name: value for name, value in drift.items() if value > 0}
 
 
