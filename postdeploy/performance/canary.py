@@ -16,7 +16,7 @@ of load on a shared host then touches every endpoint a little instead of one end
 block, and the data one endpoint writes (a learning session per request) grows evenly under
 the endpoints that read it. That matters most for comparisons with stored runs, which no
 alternation of arms protects: measured on this machine, the spread of one endpoint's median
-between runs that the host's load does not explain fell from 6.8 % to 0.9 % (docs/canary.md).
+between runs that the host's load does not explain fell from 10 % to 1 % (docs/canary.md).
 
 What counts against an arm: an answer other than the expected status, or no answer (the
 latency is kept only for expected answers, so like is compared with like). Trouble on the
