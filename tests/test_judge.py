@@ -37,7 +37,7 @@ from postdeploy.performance.canary import (
     parse_criteria,
     plan_traffic,
 )
-from postdeploy.performance.history import History, HistoryError, pooled
+from postdeploy.performance.history import History, HistoryError
 from postdeploy.performance.judge import (
     ArmSamples,
     Classification,
@@ -212,7 +212,8 @@ def test_history_keeps_samples_pools_usable_runs_and_honours_invalidation(tmp_pa
     store.record("local", "smoke", "r4", {"health": arm(rng, 100)}, "passed")
     assert [r.run_id for r in store.baseline("local", "quick", 3)] == ["r3", "r1"]
     assert store.runs("local", "quick")[0].samples()["health"].requests == 100
-    assert pooled(store.baseline("local", "quick", 2))["health"].requests == 200
+    pooled = pool([run.samples() for run in store.baseline("local", "quick", 2)])
+    assert pooled["health"].requests == 200
     store.invalidate("r1", "incident 42")
     assert [r.run_id for r in store.baseline("local", "quick", 3)] == ["r3"]
     assert store.find("r1")[0].invalidated == "incident 42"

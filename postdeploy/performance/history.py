@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from postdeploy import paths
-from postdeploy.performance.judge import ArmSamples, pool
+from postdeploy.performance.judge import ArmSamples
 
 HISTORY_SUBDIR = "history"
 SUFFIX = ".json.gz"
@@ -263,8 +263,3 @@ class History:
 def _marker(path: Path) -> Path:
     """The invalidation marker of the stored run at ``path``."""
     return path.with_name(path.name[: -len(SUFFIX)] + INVALIDATED_SUFFIX)
-
-
-def pooled(runs: list[StoredRun]) -> dict[str, ArmSamples]:
-    """The samples of several stored runs pooled per endpoint (endpoints every run has)."""
-    return pool([run.samples() for run in runs])
