@@ -43,6 +43,7 @@ from postdeploy.performance.judge import (
     expected_range,
     judge,
     pool,
+    run_level,
     run_to_run_drift,
 )
 from postdeploy.sysutil import free_port
@@ -123,10 +124,7 @@ def components(runs: list[Run]) -> None:
 
 
 def levels(runs: list[Run], q: float) -> np.ndarray:
-    names = sorted(runs[0])
-    return np.array(
-        [np.mean([np.log(np.quantile(run[n].latencies_ms, q)) for n in names]) for run in runs]
-    )
+    return np.array([run_level(run, sorted(runs[0]), q) for run in runs])
 
 
 def simulate(recorded: dict[str, list[Run]], draws: int = 200_000) -> None:

@@ -599,18 +599,20 @@ def control_limits(runs: Sequence[Mapping[str, ArmSamples]], min_samples: int) -
 
     Endpoints with fewer than ``min_samples`` latencies in some run are left out.
     """
+    if len(runs) < 2:
+        return {}
     names = [
         name
         for name in sorted(set.intersection(*(set(run) for run in runs)))
         if all(len(run[name].latencies_ms) >= min_samples for run in runs)
     ]
-    if len(runs) < 2 or not names:
+    if not names:
         return {}
     k = len(runs)
     scale = CONTROL_SIGMAS * math.sqrt(1 + 1 / k) / expected_range(k)
     limits = {}
     for kind, quantile in LEVELS.items():
-        levels = [_level(run, names, quantile) for run in runs]
+        levels = [run_level(run, names, quantile) for run in runs]
         limits[kind] = math.expm1(scale * (max(levels) - min(levels)))
     return limits
 
@@ -628,7 +630,7 @@ def expected_range(n: int) -> float:
     return float(value)
 
 
-def _level(run: Mapping[str, ArmSamples], names: Sequence[str], quantile: float) -> float:
+def run_level(run: Mapping[str, ArmSamples], names: Sequence[str], quantile: float) -> float:
     """The geometric mean over ``names`` of one run's ``quantile`` latency (log ms)."""
     logs = [
         math.log(max(float(np.quantile(run[name].latencies_ms, quantile)), MIN_LATENCY_MS))
