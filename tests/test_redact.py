@@ -8,7 +8,14 @@ import httpx
 
 from postdeploy.config import Target
 from postdeploy.http import Recorder
-from postdeploy.redact import REDACTED, redact_body, redact_data, redact_text, redact_url
+from postdeploy.redact import (
+    REDACTED,
+    SECRET_PATTERNS,
+    redact_body,
+    redact_data,
+    redact_text,
+    redact_url,
+)
 
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJlLXNlY3JldA"
 #: An AWS-access-key-shaped value, built at run time so no key-shaped literal is committed.
@@ -126,3 +133,29 @@ def test_the_run_s_secrets_include_each_url_secret_s_parts(monkeypatch):
     assert {"u:Wh00kPassw0rd", "Wh00kPassw0rd", "AbCdEf123456789"} <= set(found)
     message = "webhook: could not reach u:Wh00kPassw0rd@h.example (ConnectError)"
     assert "Wh00kPassw0rd" not in redact_text(message, found)
+
+
+def _every_pattern(text: str) -> str:
+    """What redact_text did before its literal guards: every pattern over the whole text."""
+    for pattern, replacement, _literals, _ignore_case in SECRET_PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def test_the_literal_guards_never_change_what_is_redacted():
+    """A pattern is skipped only when the text lacks every literal a match must contain; the
+    four non-ASCII letters that ``re.IGNORECASE`` matches to ASCII ones count as those."""
+    texts = [
+        f"Authorization: Bearer {TOKEN}",
+        "BASIC QWxhZGRpbjpvcGVuIHNlc2FtZQ==",
+        "ba\u017fic QWxhZGRpbjpvcGVuIHNlc2FtZQ==",  # long s: a case-free match of "s"
+        "BA\u0130C abcdefghijkl and BAS\u0131C abcdefghijkl",  # dotted and dotless i
+        "to\u212aen=abcdef; la_SESSION=xyz; csrf_token=q",  # Kelvin sign: a case-free "k"
+        f"https://deploy:{TOKEN[:12]}@example.com/hook",
+        '{"access_token": "abc", "token_type": "bearer", "API_KEY": "k"}',
+        f"{FAKE_AWS_KEY} xoxb-1234567890abcdef FlyV1 fm2_abcdefghijkl rnd_abcdefghijk",
+        "nothing secret here at all",
+        "<html>" + "<p>basic token= :// password</p>" * 200 + "</html>",
+    ]
+    for text in texts:
+        assert redact_text(text) == _every_pattern(text), text[:60]
