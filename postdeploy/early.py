@@ -9,9 +9,12 @@ nothing started it. An exception raised by the work is raised by ``take``, in th
 needs it, exactly as if the fixture had done the work itself: the verdicts do not change.
 
 Checks marked ``alone`` (the load test, the web vitals, the response times) measure the
-target and must not share it: before each of them every early start is awaited
-(:meth:`EarlyStarts.wait_all`). Early starts happen only in a run without xdist workers, where
-each process would otherwise start the same work again.
+target and must not share it: before each of them every early start that sends the target
+requests is awaited (:meth:`EarlyStarts.wait_all`). Work started ``quiet`` sends it none of
+its own - the local Prometheus, whose start-up holds its first scrape back about 5 s, only
+scrapes it, as it goes on doing all run - and is awaited only by the check that takes it.
+Early starts happen only in a run without xdist workers, where each process would otherwise
+start the same work again.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ class _Job:
     future: Future[Any]
     #: undoes the work's result when no fixture took it (a started server is stopped)
     discard: Callable[[Any], None] | None = None
+    #: sends the target no requests of its own: an ``alone`` check need not wait for it
+    quiet: bool = False
 
 
 @dataclass
@@ -49,17 +54,23 @@ class EarlyStarts:
     _pool: ThreadPoolExecutor | None = None
 
     def start(
-        self, key: str, work: Callable[[], T], discard: Callable[[T], None] | None = None
+        self,
+        key: str,
+        work: Callable[[], T],
+        discard: Callable[[T], None] | None = None,
+        *,
+        quiet: bool = False,
     ) -> Future[T] | None:
         """Run ``work`` in the background, once per key (a second start is ignored); its
-        future, for work that builds on it (None when early starts are off)."""
+        future, for work that builds on it (None when early starts are off). ``quiet``: the
+        work sends the target no requests, so checks that run alone do not wait for it."""
         if not self.enabled:
             return None
         with self._lock:
             if key not in self._jobs:
                 if self._pool is None:
                     self._pool = ThreadPoolExecutor(MAX_EARLY_THREADS, "postdeploy-early")
-                self._jobs[key] = _Job(self._pool.submit(work), discard)
+                self._jobs[key] = _Job(self._pool.submit(work), discard, quiet)
             return self._jobs[key].future
 
     def take(self, key: str, work: Callable[[], T]) -> T:
@@ -72,9 +83,10 @@ class EarlyStarts:
         return job.future.result()
 
     def wait_all(self) -> None:
-        """Wait until no early work is running (its results stay to be taken)."""
+        """Wait until no early work that sends the target requests is running (its results
+        stay to be taken)."""
         with self._lock:
-            futures = [job.future for job in self._jobs.values()]
+            futures = [job.future for job in self._jobs.values() if not job.quiet]
         for future in futures:
             with contextlib.suppress(Exception):  # raised again to the check that takes it
                 future.result()

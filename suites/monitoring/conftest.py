@@ -182,7 +182,9 @@ def _open_and_scrape(target: Target, run_id: str) -> _Opened:
 def pytest_postdeploy_start_early(
     session: pytest.Session, target: Target, starts: EarlyStarts
 ) -> None:
-    """Prometheus (started, first scrape awaited) in the background, if a check needs it."""
+    """Prometheus (started, first scrape awaited) in the background, if a check needs it.
+    Quiet: it sends the target nothing but the scrapes it goes on making all run, so the
+    checks that run alone do not wait out its start-up."""
     from postdeploy.early import needed
     from postdeploy.settings import settings_of
 
@@ -192,6 +194,7 @@ def pytest_postdeploy_start_early(
             f"prometheus:{target.name}",
             lambda: _open_and_scrape(target, run_id),
             discard=_Opened.close,
+            quiet=True,
         )
 
 
