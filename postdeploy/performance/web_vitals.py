@@ -37,9 +37,13 @@ STORE = "window.__postdeployVitals"
 QUIET_MS = 1000.0
 #: Never wait longer than this for a page to settle after its load event.
 MAX_SETTLE_MS = 10_000.0
-POLL_MS = 100
+#: How often the page is asked whether it settled or reported the interaction: a finer poll
+#: ends each wait closer to the moment it is over (the windows themselves do not change).
+POLL_MS = 25
 #: How long an interaction may take to show up as an event-timing entry.
 INTERACTION_WAIT_MS = 3000.0
+#: After the interaction is reported: a long one may still be finishing its event entries.
+EVENT_TAIL_MS = 100
 NETWORK_IDLE_TIMEOUT_MS = 10_000
 #: CLS session windows (web-vitals): shifts less than 1 s apart, windows at most 5 s long.
 CLS_GAP_MS = 1000.0
@@ -157,8 +161,7 @@ def _interact(page: Page, selector: str) -> None:
             f"{STORE}.events.some(e => e.interactionId) || {STORE}.firstInput.length > 0"
         )
         if reported:
-            # a long interaction may still be finishing its event entries
-            page.wait_for_timeout(POLL_MS)
+            page.wait_for_timeout(EVENT_TAIL_MS)
             return
         page.wait_for_timeout(POLL_MS)
 
