@@ -8,6 +8,8 @@ import ast
 import json
 import subprocess
 import sys
+import threading
+import time
 import zipfile
 from pathlib import Path
 from types import SimpleNamespace
@@ -338,6 +340,35 @@ def test_sampling_stops_once_the_p95_cannot_be_within_the_limit(monkeypatch):
 def test_a_wrong_status_while_sampling_fails_with_the_endpoint():
     with pytest.raises(AssertionError, match="GET /x: expected HTTP 200 while timing it, got 500"):
         slo.sample("GET /x", _responses([200, 500]), 200, 5, 1, limit_ms=2000)
+
+
+def test_endpoints_are_sampled_at_most_in_flight_at_once_each_with_its_own_outcome():
+    """Several endpoints at a time, never more than ``in_flight``; one endpoint's failure is
+    returned for that endpoint only."""
+    lock, running, peak = threading.Lock(), [0], [0]
+
+    def sampler(name: str, status: int):
+        def run():
+            with lock:
+                running[0] += 1
+                peak[0] = max(peak[0], running[0])
+            time.sleep(0.05)
+            with lock:
+                running[0] -= 1
+            return slo.sample(f"GET /{name}", _responses([200, status]), 200, 1, 1, 2000)
+
+        return run
+
+    samplers = {f"e{n}": sampler(f"e{n}", 200) for n in range(6)}
+    samplers["broken"] = sampler("broken", 500)
+    results = slo.sample_each(samplers, in_flight=3)
+    assert peak[0] == 3
+    assert list(results) == [*(f"e{n}" for n in range(6)), "broken"]
+    assert all(isinstance(results[f"e{n}"], slo.Samples) for n in range(6))
+    assert isinstance(results["broken"], AssertionError)
+    assert "GET /broken: expected HTTP 200 while timing it, got 500" in str(results["broken"])
+    with pytest.raises(ValueError, match="in_flight must be at least 1"):
+        slo.sample_each(samplers, in_flight=0)
 
 
 # -- web vitals maths -----------------------------------------------------------------------

@@ -3,6 +3,10 @@
 Percentiles use the nearest-rank method on the samples themselves (no histogram buckets).
 Sampling stops early once enough samples are over the limit that the p95 can no longer be
 within it: a slow endpoint is not hammered, and a broken deploy is reported sooner.
+
+Each endpoint's requests go one after another; different endpoints may be sampled at the
+same time (:func:`sample_each`, at most the target's ``concurrency`` at once), as users of
+different pages are served at the same time.
 """
 
 from __future__ import annotations
@@ -10,13 +14,14 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import httpx
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
 PERCENTILES = (0.50, 0.95, 0.99)
 JUDGED = 0.95
@@ -118,3 +123,23 @@ def sample(
         if result.over_limit > budget:
             break
     return result
+
+
+def sample_each(
+    samplers: Mapping[str, Callable[[], Samples]], in_flight: int
+) -> dict[str, Samples | BaseException]:
+    """Run every sampler (one endpoint's :func:`sample`), at most ``in_flight`` at once; each
+    name's samples, or the exception its sampler raised (for that endpoint's check to raise:
+    one endpoint's failure is not another's)."""
+    if in_flight < 1:
+        raise ValueError(f"in_flight must be at least 1, got {in_flight}")
+
+    def outcome(sampler: Callable[[], Samples]) -> Samples | BaseException:
+        try:
+            return sampler()
+        except Exception as exc:
+            return exc
+
+    with ThreadPoolExecutor(min(in_flight, max(len(samplers), 1)), "response-times") as pool:
+        futures = {name: pool.submit(outcome, sampler) for name, sampler in samplers.items()}
+        return {name: future.result() for name, future in futures.items()}
