@@ -12,7 +12,8 @@ reaches every instance once in N consecutive requests.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -41,20 +42,50 @@ def routes(target: Target, instances: Sequence[Instance]) -> list[Route]:
     return [Route(f"try {n} of {repeats} through {target.url}") for n in range(1, repeats + 1)]
 
 
-def check_each(routes: Sequence[Route], check: Callable[[Route], None]) -> None:
-    """Run ``check`` once per route; one failure naming every route that failed, and why."""
+def check_each(routes: Sequence[Route], check: Callable[[Route], None], in_flight: int = 1) -> None:
+    """Run ``check`` once per route; one failure naming every route that failed, and why.
+
+    ``in_flight`` > 1 runs that many routes at once: for checks that only read, so that no
+    route's check can change what another's sees (a check that writes and reads back, or
+    counts, keeps the default of one at a time). Any other exception than a failed assertion
+    is raised as it is - the first in route order, as one at a time would have.
+    """
     failures = []
-    for route in routes:
-        try:
-            check(route)
-        except AssertionError as exc:
-            failures.append(f"{route.label}: {exc}")
+    for route, outcome in zip(routes, _outcomes(routes, check, in_flight), strict=True):
+        if isinstance(outcome, AssertionError):
+            failures.append(f"{route.label}: {outcome}")
+        elif outcome is not None:
+            raise outcome
     if failures:
         healthy = len(routes) - len(failures)
         raise AssertionError(
             f"failed on {len(failures)} of {len(routes)} ({healthy} passed) - "
             + " | ".join(failures)
         )
+
+
+def _outcomes(
+    routes: Sequence[Route], check: Callable[[Route], None], in_flight: int
+) -> Iterator[BaseException | None]:
+    """Each route's outcome in route order: None (passed) or what the check raised. One at a
+    time, an exception other than a failed assertion ends the checks there."""
+
+    def outcome(route: Route) -> BaseException | None:
+        try:
+            check(route)
+        except Exception as exc:  # a failed assertion or not: the caller tells them apart
+            return exc
+        return None
+
+    if in_flight <= 1 or len(routes) <= 1:
+        for route in routes:
+            result = outcome(route)
+            yield result
+            if result is not None and not isinstance(result, AssertionError):
+                return
+        return
+    with ThreadPoolExecutor(min(in_flight, len(routes)), "per-instance") as pool:
+        yield from pool.map(outcome, routes)
 
 
 def list_instances(target: Target) -> list[Instance]:

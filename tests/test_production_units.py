@@ -4,6 +4,8 @@ configuration, the rollout wait, per-instance checks, and the errors for bad inp
 from __future__ import annotations
 
 import socket
+import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -184,6 +186,50 @@ def test_check_each_names_every_instance_that_failed() -> None:
 
     with pytest.raises(AssertionError, match=r"failed on 1 of 2 .*instance 1: login answered 401"):
         check_each([Route("instance 1"), Route("instance 2")], check)
+
+
+def test_check_each_runs_read_only_checks_at_most_in_flight_at_once() -> None:
+    """The same failure message as one at a time, in route order, with at most ``in_flight``
+    routes checked at once."""
+    lock, running, peak = threading.Lock(), [0], [0]
+
+    def check(route: Route) -> None:
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.05)
+        with lock:
+            running[0] -= 1
+        assert route.label not in ("instance 2", "instance 5"), "health answered 503"
+
+    each = [Route(f"instance {n}") for n in range(1, 7)]
+    with pytest.raises(AssertionError) as concurrent:
+        check_each(each, check, in_flight=3)
+    assert peak[0] == 3
+    with pytest.raises(AssertionError) as sequential:
+        check_each(each, check)
+    assert str(concurrent.value) == str(sequential.value)
+    assert str(concurrent.value).startswith("failed on 2 of 6 (4 passed) - instance 2: health")
+
+
+def test_check_each_raises_the_first_error_that_is_not_a_failed_assertion() -> None:
+    """An error of the harness or the connection (not a verdict) is raised as it is: the
+    first in route order, whether the routes ran one at a time or at once."""
+    ran: list[str] = []
+
+    def check(route: Route) -> None:
+        ran.append(route.label)
+        if route.label == "instance 1":
+            raise AssertionError("version 1.0.0")
+        if route.label in ("instance 2", "instance 3"):
+            raise ConnectionError(f"{route.label} refused the connection")
+
+    each = [Route(f"instance {n}") for n in range(1, 5)]
+    with pytest.raises(ConnectionError, match="instance 2 refused"):
+        check_each(each, check)
+    assert ran == ["instance 1", "instance 2"]  # one at a time: it stops there
+    with pytest.raises(ConnectionError, match="instance 2 refused"):
+        check_each(each, check, in_flight=4)
 
 
 # -- the rollout wait -----------------------------------------------------------------------

@@ -1,4 +1,7 @@
-"""Monitoring validation - Health checks: responding correctly (simple and comprehensive)."""
+"""Monitoring validation - Health checks: responding correctly (simple and comprehensive).
+
+Each check only reads, so the instances are probed at once (at most the target's
+``concurrency``)."""
 
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ pytestmark = pytest.mark.first
 
 
 @pytest.mark.gating
-def test_health_endpoint_reports_healthy(api, instance_routes):
+def test_health_endpoint_reports_healthy(api, target, instance_routes):
     def healthy(route):
         response = api.get(PATHS.health, headers=route.headers)
         expect_status(response, 200, what="the health check")
@@ -25,11 +28,11 @@ def test_health_endpoint_reports_healthy(api, instance_routes):
         expect_fields(body, ("status", "version", "checks"), f"GET {PATHS.health}")
         assert body["status"] == "healthy", f"GET {PATHS.health} reports status {body['status']!r}"
 
-    check_each(instance_routes, healthy)
+    check_each(instance_routes, healthy, in_flight=int(target.concurrency))
 
 
 @pytest.mark.gating
-def test_every_dependency_check_is_healthy(api, instance_routes):
+def test_every_dependency_check_is_healthy(api, target, instance_routes):
     def dependencies(route):
         response = api.get(PATHS.health, headers=route.headers)
         body = json_body(response)
@@ -40,11 +43,13 @@ def test_every_dependency_check_is_healthy(api, instance_routes):
         header = response.headers.get(HEALTH_HEADER)
         assert header == "healthy", f"GET {PATHS.health}: header {HEALTH_HEADER} is {header!r}"
 
-    check_each(instance_routes, dependencies)
+    check_each(instance_routes, dependencies, in_flight=int(target.concurrency))
 
 
 @pytest.mark.gating
-def test_health_reports_the_expected_version(api, expected_version, instance_routes, rollout):
+def test_health_reports_the_expected_version(
+    api, target, expected_version, instance_routes, rollout
+):
     if expected_version is None:
         pytest.skip("no expected version: pass --expect-version to check the serving release")
     if rollout is not None:
@@ -57,7 +62,7 @@ def test_health_reports_the_expected_version(api, expected_version, instance_rou
             "the deploy did not land (or landed elsewhere)"
         )
 
-    check_each(instance_routes, version)
+    check_each(instance_routes, version, in_flight=int(target.concurrency))
 
 
 def test_health_check_pass_rate(api, target):

@@ -30,7 +30,7 @@ def scrape(api, headers=None) -> dict:
     return parse_exposition(response.text, f"GET {PATHS.metrics}")
 
 
-def test_metrics_endpoint_serves_prometheus_exposition(api, instance_routes):
+def test_metrics_endpoint_serves_prometheus_exposition(api, target, instance_routes):
     def exposition(route):
         response = api.get(PATHS.metrics, headers=route.headers)
         expect_status(response, 200, what="the metrics endpoint")
@@ -41,10 +41,12 @@ def test_metrics_endpoint_serves_prometheus_exposition(api, instance_routes):
         families = parse_exposition(response.text, f"GET {PATHS.metrics}")
         assert families, f"GET {PATHS.metrics} parsed, but holds no metric family: no data"
 
-    check_each(instance_routes, exposition)
+    check_each(instance_routes, exposition, in_flight=int(target.concurrency))
 
 
-def test_required_metric_families_are_present(api, required_metric_families, instance_routes):
+def test_required_metric_families_are_present(
+    api, target, required_metric_families, instance_routes
+):
     def present(route):
         families = scrape(api, route.headers)
         missing = [n for n in required_metric_families if not family_present(families, n)]
@@ -53,7 +55,7 @@ def test_required_metric_families_are_present(api, required_metric_families, ins
             f"(monitoring.metric_families); it has {sorted(families)}"
         )
 
-    check_each(instance_routes, present)
+    check_each(instance_routes, present, in_flight=int(target.concurrency))
 
 
 # The counters are per instance: each check reads and moves one instance's, through its route.
@@ -106,7 +108,7 @@ def test_latency_histogram_records_the_synthetic_requests(
     check_each(_addressed(instance_routes), records)
 
 
-def test_metrics_name_the_serving_release(api, expected_version, instance_routes):
+def test_metrics_name_the_serving_release(api, target, expected_version, instance_routes):
     if expected_version is None:
         pytest.skip("no expected version: pass --expect-version to check the serving release")
 
@@ -118,7 +120,7 @@ def test_metrics_name_the_serving_release(api, expected_version, instance_routes
             f"as serving; it reports {_versions(families)}"
         )
 
-    check_each(instance_routes, names_release)
+    check_each(instance_routes, names_release, in_flight=int(target.concurrency))
 
 
 def _addressed(routes):
