@@ -64,7 +64,9 @@ TARGET_KEYS: dict[str, Key] = {
         (int, float),
         4,
         help="requests in flight at once where checks send many independent ones (the "
-        "hostile-input corpus); the load test and the web vitals always run alone",
+        "hostile-input corpus, the response-time samples of different endpoints, the "
+        "per-instance probes of the read-only checks); the load test and the web vitals "
+        "always run alone",
     ),
     "ca_file": Key(str, "", help="PEM bundle to trust instead of the system store"),
     "http_url": Key(str, "", help="plain-HTTP URL expected to redirect to url"),

@@ -8,6 +8,7 @@ gate per target, hands a failed gate to the rollback controller at once, and at 
 
 from __future__ import annotations
 
+import gc
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -122,12 +123,19 @@ class ValidationRun:
         self.controller.audit.write(target, "data_marker", **result)
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        """The gating checks of each target, re-run by a rollback's verification."""
+        """The gating checks of each target, re-run by a rollback's verification.
+
+        What start-up and collection built (modules, checks, fixture definitions) lives all
+        run: frozen out of the garbage collector's sight (:func:`gc.freeze`), its full
+        collections no longer walk it - about 0.3 s of CPU of a gating run, on a machine
+        whose two cores are what the run waits for."""
         for item in session.items:
             callspec = getattr(item, "callspec", None)
             name = callspec.params.get("target") if callspec else None
             if name in self.results and item.get_closest_marker("gating") is not None:
                 self.controller.gating_checks.setdefault(name, []).append(item.nodeid)
+        gc.collect()  # nothing that is already garbage is frozen
+        gc.freeze()
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
