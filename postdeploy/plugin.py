@@ -57,6 +57,8 @@ MARKERS = {
     "alone": "alone: measures the target, so no background work of the run runs meanwhile",
     "first": "first: runs before the other checks of its kind (health: a release that is down "
     "is found, and rolled back, at once)",
+    "last": "last: runs after the other checks of its kind that need not run alone, because it "
+    "waits for slow background work (Prometheus's first scrape) that they overlap",
 }
 
 
@@ -341,15 +343,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(category)
     # Gating checks first, the health checks first of all: a failing gate is found, and
     # rolled back, as early as possible; the rate-limit check last, so the limit it spends is
-    # never met by another check. Of each group, the checks that must run alone come last:
-    # the others run while the early starts finish in the background, rather than after
-    # waiting for them.
+    # never met by another check. Of each group, the checks that must run alone come last, and
+    # before them the checks marked last, which wait for slow early work: the others run while
+    # the early starts finish in the background, rather than after waiting for them.
     items.sort(
         key=lambda item: (
             item.get_closest_marker("rate_limit") is not None,
             item.get_closest_marker("gating") is None,
             item.get_closest_marker("first") is None,
             item.get_closest_marker("alone") is not None,
+            item.get_closest_marker("last") is not None,
         )
     )
 

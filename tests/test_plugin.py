@@ -192,11 +192,13 @@ def test_gating_checks_run_first(project):
 
 def test_the_order_health_first_then_gating_checks_with_those_that_run_alone_last(project):
     """Health first (a release that is down reaches its rollback soonest), the checks that
-    must run alone after the other gating checks (these run while early starts finish), the
-    non-gating checks after every gating one."""
+    must run alone after the other gating checks (these run while early starts finish), and
+    before them those that wait for slow early work (marked last), the non-gating checks
+    after every gating one."""
     checks = (
         ("test_other", ""),
         ("test_load", "@pytest.mark.gating\n@pytest.mark.alone\n"),
+        ("test_scrape", "@pytest.mark.gating\n@pytest.mark.last\n"),
         ("test_login", "@pytest.mark.gating\n"),
         ("test_health", "@pytest.mark.gating\n@pytest.mark.first\n"),
     )
@@ -204,7 +206,7 @@ def test_the_order_health_first_then_gating_checks_with_those_that_run_alone_las
     suite(project, "functional", "import pytest\n\n" + source)
     result = project.runpytest_subprocess("suites", "--target", "alpha", "-v")
     ran = [line.split("::")[1].split("[")[0] for line in result.stdout.lines if "::" in line]
-    assert ran == ["test_health", "test_login", "test_load", "test_other"], ran
+    assert ran == ["test_health", "test_login", "test_scrape", "test_load", "test_other"], ran
 
 
 def test_targets_gate_independently(pytester, health_server):

@@ -16,6 +16,10 @@ from postdeploy.monitoring.prometheus import (
     wait_for_increase,
 )
 
+#: After the other checks of their kind: a harness-started Prometheus holds its first scrape
+#: back about 5 s after it starts (postdeploy/early.py), and they run meanwhile.
+pytestmark = pytest.mark.last
+
 #: Rule evaluations to wait past an alert's `for` before trusting a harness-started server.
 SETTLE_EVALUATIONS = 2
 SETTLE_POLL_S = 0.25
