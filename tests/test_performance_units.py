@@ -9,7 +9,6 @@ import json
 import subprocess
 import sys
 import threading
-import time
 import zipfile
 from pathlib import Path
 from types import SimpleNamespace
@@ -344,27 +343,29 @@ def test_a_wrong_status_while_sampling_fails_with_the_endpoint():
 
 def test_endpoints_are_sampled_at_most_in_flight_at_once_each_with_its_own_outcome():
     """Several endpoints at a time, never more than ``in_flight``; one endpoint's failure is
-    returned for that endpoint only."""
+    returned for that endpoint only. Each sampler waits for two others (a barrier of 3): the 6
+    endpoints go in two waves of 3, and a fourth at once would show in the peak."""
     lock, running, peak = threading.Lock(), [0], [0]
+    waves = threading.Barrier(3, timeout=10)
 
     def sampler(name: str, status: int):
         def run():
             with lock:
                 running[0] += 1
                 peak[0] = max(peak[0], running[0])
-            time.sleep(0.05)
+            waves.wait()
             with lock:
                 running[0] -= 1
             return slo.sample(f"GET /{name}", _responses([200, status]), 200, 1, 1, 2000)
 
         return run
 
-    samplers = {f"e{n}": sampler(f"e{n}", 200) for n in range(6)}
+    samplers = {f"e{n}": sampler(f"e{n}", 200) for n in range(5)}
     samplers["broken"] = sampler("broken", 500)
     results = slo.sample_each(samplers, in_flight=3)
     assert peak[0] == 3
-    assert list(results) == [*(f"e{n}" for n in range(6)), "broken"]
-    assert all(isinstance(results[f"e{n}"], slo.Samples) for n in range(6))
+    assert list(results) == [*(f"e{n}" for n in range(5)), "broken"]
+    assert all(isinstance(results[f"e{n}"], slo.Samples) for n in range(5))
     assert isinstance(results["broken"], AssertionError)
     assert "GET /broken: expected HTTP 200 while timing it, got 500" in str(results["broken"])
     with pytest.raises(ValueError, match="in_flight must be at least 1"):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -190,21 +189,24 @@ def test_check_each_names_every_instance_that_failed() -> None:
 
 def test_check_each_runs_read_only_checks_at_most_in_flight_at_once() -> None:
     """The same failure message as one at a time, in route order, with at most ``in_flight``
-    routes checked at once."""
+    routes checked at once. Each check waits for two others (a barrier of 3): the 6 routes go
+    in two waves of 3, and a fourth at once would show in the peak."""
     lock, running, peak = threading.Lock(), [0], [0]
+    waves = threading.Barrier(3, timeout=10)
 
-    def check(route: Route) -> None:
+    def check(route: Route, barrier: threading.Barrier | None = None) -> None:
         with lock:
             running[0] += 1
             peak[0] = max(peak[0], running[0])
-        time.sleep(0.05)
+        if barrier is not None:
+            barrier.wait()
         with lock:
             running[0] -= 1
         assert route.label not in ("instance 2", "instance 5"), "health answered 503"
 
     each = [Route(f"instance {n}") for n in range(1, 7)]
     with pytest.raises(AssertionError) as concurrent:
-        check_each(each, check, in_flight=3)
+        check_each(each, lambda route: check(route, waves), in_flight=3)
     assert peak[0] == 3
     with pytest.raises(AssertionError) as sequential:
         check_each(each, check)
