@@ -13,9 +13,11 @@ reaches every instance once in N consecutive requests.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING
+
+from postdeploy.sysutil import outcome, outcomes
 
 if TYPE_CHECKING:
     from postdeploy.config import Target
@@ -51,11 +53,11 @@ def check_each(routes: Sequence[Route], check: Callable[[Route], None], in_fligh
     is raised as it is - the first in route order, as one at a time would have.
     """
     failures = []
-    for route, outcome in zip(routes, _outcomes(routes, check, in_flight), strict=True):
-        if isinstance(outcome, AssertionError):
-            failures.append(f"{route.label}: {outcome}")
-        elif outcome is not None:
-            raise outcome
+    for route, result in zip(routes, _outcomes(routes, check, in_flight), strict=True):
+        if isinstance(result, AssertionError):
+            failures.append(f"{route.label}: {result}")
+        elif result is not None:
+            raise result
     if failures:
         healthy = len(routes) - len(failures)
         raise AssertionError(
@@ -66,26 +68,17 @@ def check_each(routes: Sequence[Route], check: Callable[[Route], None], in_fligh
 
 def _outcomes(
     routes: Sequence[Route], check: Callable[[Route], None], in_flight: int
-) -> Iterator[BaseException | None]:
+) -> Iterator[Exception | None]:
     """Each route's outcome in route order: None (passed) or what the check raised. One at a
     time, an exception other than a failed assertion ends the checks there."""
-
-    def outcome(route: Route) -> BaseException | None:
-        try:
-            check(route)
-        except Exception as exc:  # a failed assertion or not: the caller tells them apart
-            return exc
-        return None
-
-    if in_flight <= 1 or len(routes) <= 1:
-        for route in routes:
-            result = outcome(route)
-            yield result
-            if result is not None and not isinstance(result, AssertionError):
-                return
+    if in_flight > 1 and len(routes) > 1:
+        yield from outcomes(check, routes, in_flight, "per-instance")
         return
-    with ThreadPoolExecutor(min(in_flight, len(routes)), "per-instance") as pool:
-        yield from pool.map(outcome, routes)
+    for route in routes:
+        result = outcome(partial(check, route))
+        yield result
+        if result is not None and not isinstance(result, AssertionError):
+            return
 
 
 def list_instances(target: Target) -> list[Instance]:

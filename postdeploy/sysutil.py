@@ -1,6 +1,7 @@
 """Small operating-system helpers the engine shares, one per job.
 
-A bounded file lock, importing a file, whether a process is alive, a free loopback port.
+A bounded file lock, importing a file, whether a process is alive, a free loopback port, and
+work done in threads whose errors belong to whoever takes its results.
 """
 
 from __future__ import annotations
@@ -12,9 +13,14 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import ModuleType
+from typing import TypeVar
+
+T = TypeVar("T")
+Item = TypeVar("Item")
 
 #: How often a waiting lock is tried again.
 LOCK_POLL_S = 0.05
@@ -99,3 +105,21 @@ def port_is_free(port: int, host: str = LOOPBACK) -> bool:
         except OSError:
             return False
     return True
+
+
+def outcome(work: Callable[[], T]) -> T | Exception:
+    """``work()``, or the exception it raised: for work done in another thread, whose error
+    belongs to the caller that takes the result (it raises it where it is needed)."""
+    try:
+        return work()
+    except Exception as exc:
+        return exc
+
+
+def outcomes(
+    work: Callable[[Item], T], items: Sequence[Item], in_flight: int, name: str
+) -> list[T | Exception]:
+    """``work(item)`` for every item, at most ``in_flight`` at once (threads named ``name``):
+    each result, or the exception it raised, in the items' order."""
+    with ThreadPoolExecutor(max(1, min(in_flight, len(items))), name) as pool:
+        return list(pool.map(lambda item: outcome(lambda: work(item)), items))

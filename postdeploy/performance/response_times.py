@@ -14,11 +14,12 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import httpx
+
+from postdeploy.sysutil import outcomes
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -127,19 +128,12 @@ def sample(
 
 def sample_each(
     samplers: Mapping[str, Callable[[], Samples]], in_flight: int
-) -> dict[str, Samples | BaseException]:
+) -> dict[str, Samples | Exception]:
     """Run every sampler (one endpoint's :func:`sample`), at most ``in_flight`` at once; each
     name's samples, or the exception its sampler raised (for that endpoint's check to raise:
     one endpoint's failure is not another's)."""
     if in_flight < 1:
         raise ValueError(f"in_flight must be at least 1, got {in_flight}")
-
-    def outcome(sampler: Callable[[], Samples]) -> Samples | BaseException:
-        try:
-            return sampler()
-        except Exception as exc:
-            return exc
-
-    with ThreadPoolExecutor(min(in_flight, max(len(samplers), 1)), "response-times") as pool:
-        futures = {name: pool.submit(outcome, sampler) for name, sampler in samplers.items()}
-        return {name: future.result() for name, future in futures.items()}
+    names = list(samplers)
+    results = outcomes(lambda name: samplers[name](), names, in_flight, "response-times")
+    return dict(zip(names, results, strict=True))

@@ -39,24 +39,24 @@ class ResponseTimes:
         self.target, self.run_id, self.accounts = target, run_id, accounts
         #: endpoints still to sample together with the first one a check asks for
         self.selected = selected
-        self.results: dict[str, Samples | BaseException] = {}
+        self.results: dict[str, Samples | Exception] = {}
 
     def of(self, endpoint: KeyEndpoint) -> Samples:
         if endpoint.name not in self.results:
             batch = [endpoint, *(e for e in self.selected if e.name not in self.results)]
             self.results.update(self._sample(list({e.name: e for e in batch}.values())))
         result = self.results[endpoint.name]
-        if isinstance(result, BaseException):
+        if isinstance(result, Exception):
             raise result
         return result
 
-    def _sample(self, endpoints: list[KeyEndpoint]) -> dict[str, Samples | BaseException]:
+    def _sample(self, endpoints: list[KeyEndpoint]) -> dict[str, Samples | Exception]:
         """One leased user for every endpoint that needs a login (a real user with several
         tabs open), so sampling at once registers no more accounts than one at a time."""
         with new_client(self.target) as client:
             users = UserFactory(client, self.run_id, self.accounts)
             try:
-                user: SyntheticUser | BaseException | None = (
+                user: SyntheticUser | Exception | None = (
                     users() if any(e.login for e in endpoints) else None
                 )
             except Exception as exc:  # raised by each check that needed the login
@@ -68,10 +68,10 @@ class ResponseTimes:
                 users.cleanup()
 
     def _sampler(
-        self, endpoint: KeyEndpoint, user: SyntheticUser | BaseException | None
+        self, endpoint: KeyEndpoint, user: SyntheticUser | Exception | None
     ) -> Callable[[], Samples]:
         def run() -> Samples:
-            if isinstance(user, BaseException):
+            if isinstance(user, Exception):
                 raise user
             headers = user.auth if endpoint.login and user is not None else {}
             options = {

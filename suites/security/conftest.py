@@ -19,10 +19,10 @@ the plugin orders gating checks first and ``-m gating`` selects.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -37,6 +37,7 @@ from postdeploy.early import early_starts, needed
 from postdeploy.http import new_client
 from postdeploy.reporting.attachments import attach_json
 from postdeploy.security.headers import Headers
+from postdeploy.sysutil import outcome
 from postdeploy.users import SYNTHETIC_DOMAIN, SYNTHETIC_PREFIX, SyntheticUser, UserFactory
 
 if TYPE_CHECKING:
@@ -221,13 +222,6 @@ def _run_fuzz(target: Target, users: SessionUsers) -> FuzzReport:
         )
 
 
-def _outcome(work: Callable[[], Any]) -> Any:
-    try:
-        return work()
-    except Exception as exc:  # re-raised by the fixture that needs this result
-        return exc
-
-
 def _hostile(session: pytest.Session, target: Target, users: SessionUsers) -> HostileTraffic:
     """The corpus and schemathesis, each only if a selected test needs it.
 
@@ -238,9 +232,9 @@ def _hostile(session: pytest.Session, target: Target, users: SessionUsers) -> Ho
     with ThreadPoolExecutor(max_workers=1) as background:
         corpus = None
         if needed(session, "input_answers"):
-            corpus = background.submit(_outcome, lambda: _send_corpus(target, users))
+            corpus = background.submit(outcome, lambda: _send_corpus(target, users))
         if needed(session, "fuzz_report"):
-            traffic.fuzz = _outcome(lambda: _run_fuzz(target, users))
+            traffic.fuzz = outcome(lambda: _run_fuzz(target, users))
         if corpus is not None:
             traffic.answers = corpus.result()
     return traffic
