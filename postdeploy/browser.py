@@ -1,9 +1,13 @@
 """Chromium for the browser journeys and web vitals, driven by Playwright's sync API.
 
 * **Which browser.** Playwright's own Chromium where it is installed
-  (``python -m playwright install chromium``), else the system Chromium
-  (``/usr/bin/chromium``, Debian package ``chromium``; ``POSTDEPLOY_CHROMIUM`` names another
-  path). With neither, every test that needs a browser fails with one message saying how to
+  (``python -m playwright install chromium``), else the system one: ``POSTDEPLOY_CHROMIUM``
+  if set, else Chromium's headless shell (``/usr/bin/chromium-headless-shell``, Debian package
+  ``chromium-headless-shell``), else the full Chromium (``/usr/bin/chromium``, package
+  ``chromium``). The headless shell comes first because it is what Playwright itself runs
+  for a headless launch since 1.49 (its ``chromium-headless-shell`` build); the full
+  Chromium runs Chrome's "new" headless mode, the whole browser without a window, which costs
+  more CPU. With none, every test that needs a browser fails with one message saying how to
   install one — never a silent skip. That failure is the harness's, not the product's: the
   test is *broken* and the gate inconclusive, never a rollback.
 * **How it runs.** Headless, ``--no-sandbox`` (the harness often runs as root in CI) and
@@ -51,7 +55,8 @@ if TYPE_CHECKING:
     from postdeploy.config import Target
 
 CHROMIUM_ENV = "POSTDEPLOY_CHROMIUM"
-SYSTEM_CHROMIUM = "/usr/bin/chromium"
+#: The system Chromiums, in the order they are preferred.
+SYSTEM_CHROMIUMS = ("/usr/bin/chromium-headless-shell", "/usr/bin/chromium")
 #: Headless Chromium that talks to nothing but the target.
 LAUNCH_ARGS = (
     "--no-sandbox",
@@ -70,8 +75,8 @@ CERT_FETCH_TIMEOUT_S = 5.0
 INSTALL_HINT = (
     "no browser for the journeys and web vitals: Playwright's Chromium is not installed "
     "(install it with `python -m playwright install chromium`) and there is no system Chromium "
-    "at {system} (install it with `apt-get install chromium`, or set POSTDEPLOY_CHROMIUM to "
-    "its path)"
+    "at {system} (install it with `apt-get install chromium-headless-shell` or `apt-get install "
+    "chromium`, or set POSTDEPLOY_CHROMIUM to its path)"
 )
 PHASE_REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
 
@@ -99,8 +104,17 @@ class BrowserChoice:
         return f"{self.source} Chromium" + (f" ({self.executable})" if self.executable else "")
 
 
+def _executable(path: str) -> bool:
+    return Path(path).is_file() and os.access(path, os.X_OK)
+
+
 def system_chromium() -> str:
-    return os.environ.get(CHROMIUM_ENV) or SYSTEM_CHROMIUM
+    """POSTDEPLOY_CHROMIUM if set, else the first system Chromium installed (or, with none,
+    the last: the one the install hint names)."""
+    named = os.environ.get(CHROMIUM_ENV)
+    if named:
+        return named
+    return next((path for path in SYSTEM_CHROMIUMS if _executable(path)), SYSTEM_CHROMIUMS[-1])
 
 
 def choose_browser(playwright: Playwright) -> BrowserChoice:
@@ -109,9 +123,10 @@ def choose_browser(playwright: Playwright) -> BrowserChoice:
         if Path(playwright.chromium.executable_path).exists():
             return BrowserChoice(None, "Playwright's")
     system = system_chromium()
-    if Path(system).exists() and os.access(system, os.X_OK):
+    if _executable(system):
         return BrowserChoice(system, "system")
-    raise BrowserUnavailable(INSTALL_HINT.format(system=system))
+    shown = system if os.environ.get(CHROMIUM_ENV) else " or ".join(SYSTEM_CHROMIUMS)
+    raise BrowserUnavailable(INSTALL_HINT.format(system=shown))
 
 
 def certificate_pin(target: Target) -> str | None:

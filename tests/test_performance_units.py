@@ -419,6 +419,12 @@ def test_the_median_of_runs_is_judged_against_each_threshold():
 # -- browser choice and trace redaction -----------------------------------------------------
 
 
+def _fake_browser(path):
+    path.write_text("#!/bin/sh\n")
+    path.chmod(0o755)
+    return str(path)
+
+
 def test_with_no_browser_the_message_says_how_to_install_one(monkeypatch, tmp_path):
     monkeypatch.setenv(browser.CHROMIUM_ENV, str(tmp_path / "no-chromium"))
     driver = SimpleNamespace(chromium=SimpleNamespace(executable_path=str(tmp_path / "none")))
@@ -430,12 +436,33 @@ def test_with_no_browser_the_message_says_how_to_install_one(monkeypatch, tmp_pa
 
 
 def test_the_system_chromium_is_used_when_playwright_has_none(monkeypatch, tmp_path):
-    fake = tmp_path / "chromium"
-    fake.write_text("#!/bin/sh\n")
-    fake.chmod(0o755)
-    monkeypatch.setenv(browser.CHROMIUM_ENV, str(fake))
+    fake = _fake_browser(tmp_path / "chromium")
+    monkeypatch.setenv(browser.CHROMIUM_ENV, fake)
     driver = SimpleNamespace(chromium=SimpleNamespace(executable_path=str(tmp_path / "none")))
-    assert browser.choose_browser(driver) == browser.BrowserChoice(str(fake), "system")
+    assert browser.choose_browser(driver) == browser.BrowserChoice(fake, "system")
+
+
+def test_the_headless_shell_comes_before_the_full_chromium(monkeypatch, tmp_path):
+    shell, full = tmp_path / "chromium-headless-shell", tmp_path / "chromium"
+    monkeypatch.delenv(browser.CHROMIUM_ENV, raising=False)
+    monkeypatch.setattr(browser, "SYSTEM_CHROMIUMS", (str(shell), str(full)))
+    driver = SimpleNamespace(chromium=SimpleNamespace(executable_path=str(tmp_path / "none")))
+    _fake_browser(full)
+    assert browser.choose_browser(driver) == browser.BrowserChoice(str(full), "system")
+    _fake_browser(shell)
+    assert browser.choose_browser(driver) == browser.BrowserChoice(str(shell), "system")
+
+
+def test_with_no_system_chromium_the_message_names_both(monkeypatch, tmp_path):
+    shell, full = tmp_path / "chromium-headless-shell", tmp_path / "chromium"
+    monkeypatch.delenv(browser.CHROMIUM_ENV, raising=False)
+    monkeypatch.setattr(browser, "SYSTEM_CHROMIUMS", (str(shell), str(full)))
+    driver = SimpleNamespace(chromium=SimpleNamespace(executable_path=str(tmp_path / "none")))
+    with pytest.raises(browser.BrowserUnavailable) as caught:
+        browser.choose_browser(driver)
+    message = str(caught.value)
+    assert f"{shell} or {full}" in message
+    assert "apt-get install chromium-headless-shell" in message
 
 
 def test_launch_flags_keep_chromium_off_the_network():
