@@ -57,8 +57,8 @@ MARKERS = {
     "alone": "alone: measures the target, so no background work of the run runs meanwhile",
     "first": "first: runs before the other checks of its kind (health: a release that is down "
     "is found, and rolled back, at once)",
-    "last": "last: runs after the other checks of its kind that need not run alone, because it "
-    "waits for slow background work (Prometheus's first scrape) that they overlap",
+    "last": "last: runs after the other checks of its kind, those that run alone included, "
+    "because it waits for slow background work (Prometheus's first scrape) that they overlap",
 }
 
 
@@ -343,16 +343,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(category)
     # Gating checks first, the health checks first of all: a failing gate is found, and
     # rolled back, as early as possible; the rate-limit check last, so the limit it spends is
-    # never met by another check. Of each group, the checks that must run alone come last, and
-    # before them the checks marked last, which wait for slow early work: the others run while
-    # the early starts finish in the background, rather than after waiting for them.
+    # never met by another check. Of each group, the checks that must run alone come after
+    # the others, and after them the checks marked last, which wait for slow early work that
+    # runs quietly (it sends the target nothing those checks would measure): every other check
+    # runs while it finishes in the background, rather than after waiting for it.
     items.sort(
         key=lambda item: (
             item.get_closest_marker("rate_limit") is not None,
             item.get_closest_marker("gating") is None,
             item.get_closest_marker("first") is None,
-            item.get_closest_marker("alone") is not None,
             item.get_closest_marker("last") is not None,
+            item.get_closest_marker("alone") is not None,
         )
     )
 

@@ -190,10 +190,10 @@ def test_gating_checks_run_first(project):
     assert "test_b" in lines[0]
 
 
-def test_the_order_health_first_then_gating_checks_with_those_that_run_alone_last(project):
+def test_the_order_health_first_then_gating_checks_then_those_alone_then_those_last(project):
     """Health first (a release that is down reaches its rollback soonest), the checks that
     must run alone after the other gating checks (these run while early starts finish), and
-    before them those that wait for slow early work (marked last), the non-gating checks
+    after them those that wait for slow quiet early work (marked last), the non-gating checks
     after every gating one."""
     checks = (
         ("test_other", ""),
@@ -206,7 +206,7 @@ def test_the_order_health_first_then_gating_checks_with_those_that_run_alone_las
     suite(project, "functional", "import pytest\n\n" + source)
     result = project.runpytest_subprocess("suites", "--target", "alpha", "-v")
     ran = [line.split("::")[1].split("[")[0] for line in result.stdout.lines if "::" in line]
-    assert ran == ["test_health", "test_login", "test_scrape", "test_load", "test_other"], ran
+    assert ran == ["test_health", "test_login", "test_load", "test_scrape", "test_other"], ran
 
 
 def test_targets_gate_independently(pytester, health_server):

@@ -16,8 +16,10 @@ from postdeploy.monitoring.prometheus import (
     wait_for_increase,
 )
 
-#: After the other checks of their kind: a harness-started Prometheus holds its first scrape
-#: back about 5 s after it starts (postdeploy/early.py), and they run meanwhile.
+#: After the other checks of their kind, those that run alone included: a harness-started
+#: Prometheus holds its first scrape back about 5 s after it starts (postdeploy/early.py), and
+#: they run meanwhile. Its scrapes are all it sends the target, so it may go on while the
+#: checks that run alone measure.
 pytestmark = pytest.mark.last
 
 #: Rule evaluations to wait past an alert's `for` before trusting a harness-started server.
