@@ -282,6 +282,10 @@ def pytest_configure(config: pytest.Config) -> None:
     # Strict markers in every validation run: a typo in a marker must not silently
     # take a check out of the gate.
     config.addinivalue_line("filterwarnings", "error::pytest.PytestUnknownMarkWarning")
+    if config.option.collectonly:
+        # Listing the checks runs none: it deploys nothing, starts nothing early, and leaves
+        # the last run's reports (verdict, Allure results, JUnit XML) as they are.
+        return
     # A validation run leaves its reports in the reports dir unless told otherwise.
     if getattr(config.option, "allure_report_dir", "unset") is None:
         config.option.allure_report_dir = str(settings.reports_dir / "allure-results")

@@ -202,6 +202,25 @@ def test_the_real_project_runs_from_a_subfolder(tmp_path):
     assert "test_health.py::" in done.stdout
 
 
+def test_listing_the_checks_deploys_nothing_and_keeps_the_last_reports(tmp_path):
+    """--collect-only lists the checks: no local deployment, and the last run's verdict,
+    Allure results and JUnit XML stay as they were."""
+    reports, state = tmp_path / "reports", tmp_path / "state"
+    (reports / "allure-results").mkdir(parents=True)
+    kept = {reports / "verdict.json": "{}", reports / "allure-results" / "x-result.json": "{}"}
+    for path, text in kept.items():
+        path.write_text(text)
+    done = _run(
+        "--target", "local", "--collect-only", "-q", f"--reports-dir={reports}",
+        cwd=REPO, state=state,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "test_health.py::" in done.stdout
+    assert not state.exists(), sorted(p.name for p in state.iterdir())
+    assert all(path.read_text() == text for path, text in kept.items())
+    assert not (reports / "junit.xml").exists()
+
+
 # -- the rule, unit by unit ----------------------------------------------------------------
 
 
