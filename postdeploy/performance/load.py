@@ -2,8 +2,9 @@
 
 Locust (and gevent's monkey-patching with it) never enters the pytest process: this module
 only builds command lines, starts ``python -m locust`` — one process, or one master and N
-workers for ``--load-workers N`` — with a hard timeout, and reads what Locust wrote
-(``--json-file``, ``--csv``, ``--html``) plus the summary and cleanup records of
+workers for ``--load-workers N`` — with a hard timeout (the single process may be started
+ahead by ``load/held.py``, waiting there for its go: :func:`hold_load`), and reads what
+Locust wrote (``--json-file``, ``--csv``, ``--html``) plus the summary and cleanup records of
 ``load/locustfile.py``. The profiles themselves are described in ``load/plans.py``, read here
 without importing Locust.
 
@@ -35,10 +36,15 @@ from postdeploy.gate import SETUP_FAILED, BackendError
 from postdeploy.sysutil import free_port, import_file
 
 if TYPE_CHECKING:
+    import pytest
+
     from postdeploy.config import Target
 
 LOCUSTFILE = "locustfile.py"
 PLANS_FILE = "plans.py"
+#: Locust started ahead of the load test, waiting for its go (load/held.py).
+HELD_LAUNCHER = "held.py"
+GO = b"go\n"
 #: Process start, imports, and workers connecting to the master.
 STARTUP_GRACE_S = 30.0
 #: Stopping users, deleting the synthetic accounts, writing the reports.
@@ -203,6 +209,21 @@ class LoadSettings:
                 f"--load-workers {self.workers} is more workers than profile {plan.name} has "
                 f"users ({plan.peak_users}); use at most {plan.peak_users} workers"
             )
+
+
+def load_run(config: pytest.Config, target: Target) -> tuple[LoadSettings, Path]:
+    """The load test's settings for ``target`` in this run (``--load-profile``,
+    ``--load-workers``) and the folder Locust writes to."""
+    from postdeploy.settings import settings_of
+
+    run = settings_of(config)
+    settings = LoadSettings.from_target(
+        target,
+        run.run_id,
+        profile=config.getoption("postdeploy_load_profile"),
+        workers=config.getoption("postdeploy_load_workers"),
+    )
+    return settings, run.reports_dir / "load" / f"{target.name}-{settings.profile}"
 
 
 # -- results --------------------------------------------------------------------------------
@@ -408,9 +429,13 @@ def environment(settings: LoadSettings, out_dir: Path) -> dict[str, str]:
     }
 
 
-def commands(settings: LoadSettings, out_dir: Path, master_port: int) -> list[list[str]]:
-    """The Locust command lines: the master (or single process) first, then the workers."""
-    locust = [sys.executable, "-m", "locust", "-f", str(paths.load_dir() / LOCUSTFILE)]
+def commands(
+    settings: LoadSettings, out_dir: Path, master_port: int, held: bool = False
+) -> list[list[str]]:
+    """The Locust command lines: the master (or single process) first, then the workers.
+    ``held``: the single process's, started by ``load/held.py`` to wait for its go."""
+    launcher = [str(paths.load_dir() / HELD_LAUNCHER)] if held else ["-m", "locust"]
+    locust = [sys.executable, *launcher, "-f", str(paths.load_dir() / LOCUSTFILE)]
     reports = [
         "--json-file", str(out_dir / STATS_PREFIX),
         "--csv", str(out_dir / STATS_PREFIX),
@@ -444,34 +469,96 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-def run_load(settings: LoadSettings, out_dir: Path) -> LoadResult:
-    """Run the profile with Locust in separate processes and read what it measured."""
+def _prepare(settings: LoadSettings, out_dir: Path) -> dict[str, str]:
+    """Check the bounds, clear what an earlier run left in ``out_dir``; Locust's environment."""
     settings.check_bounds()
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in (*out_dir.glob(f"{STATS_PREFIX}*"), out_dir / "summary.json"):
         stale.unlink(missing_ok=True)
     (out_dir / "cleanup.jsonl").unlink(missing_ok=True)
-    env = environment(settings, out_dir)
-    lines = commands(settings, out_dir, free_port() if settings.workers else 0)
+    return environment(settings, out_dir)
+
+
+def _spawn(
+    command: list[str], env: dict[str, str], out_dir: Path, log_name: str, stdin: int
+) -> subprocess.Popen[bytes]:
+    with open(out_dir / log_name, "wb") as log:
+        return subprocess.Popen(
+            command,
+            stdin=stdin,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=out_dir,
+            start_new_session=True,
+        )
+
+
+@dataclass
+class HeldLoad:
+    """Locust started ahead of the load test (one process, no workers): it has imported
+    Locust and waits, sending nothing, for :func:`run_load` to give the go. Its start-up
+    (about 0.4 s of CPU) is then spent while other checks run, not in the load test's time."""
+
+    settings: LoadSettings
+    out_dir: Path
+    process: subprocess.Popen[bytes]
+
+    def go(self) -> None:
+        assert self.process.stdin is not None
+        # A process that already died gets no go; its exit code and log say why.
+        with contextlib.suppress(BrokenPipeError, ValueError):
+            self.process.stdin.write(GO)
+            self.process.stdin.close()
+
+    def release(self) -> None:
+        """Not needed after all: without a go it exits, having sent nothing."""
+        if self.process.stdin is not None:
+            with contextlib.suppress(BrokenPipeError, ValueError):
+                self.process.stdin.close()
+        try:
+            self.process.wait(TERMINATE_WAIT_S)
+        except subprocess.TimeoutExpired:
+            _stop(self.process)
+
+
+def release(held: HeldLoad | None) -> None:
+    """Release ``held`` if there is one (an early start nobody took)."""
+    if held is not None:
+        held.release()
+
+
+def hold_load(settings: LoadSettings, out_dir: Path) -> HeldLoad | None:
+    """Start the single Locust process of ``settings`` to wait for its go; None for a
+    distributed run (``--load-workers``), whose master and workers start with the test."""
+    if settings.workers:
+        return None
+    env = _prepare(settings, out_dir)
+    (command,) = commands(settings, out_dir, 0, held=True)
+    process = _spawn(command, env, out_dir, "master.log", subprocess.PIPE)
+    return HeldLoad(settings, out_dir, process)
+
+
+def run_load(settings: LoadSettings, out_dir: Path, held: HeldLoad | None = None) -> LoadResult:
+    """Run the profile with Locust in separate processes and read what it measured: the
+    ``held`` process (started by :func:`hold_load` with these settings) if given."""
+    if held is not None and (held.settings, held.out_dir) != (settings, out_dir):
+        held.release()
+        held = None
+    env = _prepare(settings, out_dir) if held is None else {}
     deadline_s = STARTUP_GRACE_S + settings.time_limit_s + SHUTDOWN_GRACE_S
     started = time.monotonic()
     processes: list[subprocess.Popen[bytes]] = []
     timed_out = False
     try:
-        for index, command in enumerate(lines):
-            log_name = "master.log" if index == 0 else f"worker-{index}.log"
-            with open(out_dir / log_name, "wb") as log:
-                processes.append(
-                    subprocess.Popen(
-                        command,
-                        stdin=subprocess.DEVNULL,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        env=env,
-                        cwd=out_dir,
-                        start_new_session=True,
-                    )
-                )
+        if held is not None:
+            processes.append(held.process)
+            held.go()
+        else:
+            lines = commands(settings, out_dir, free_port() if settings.workers else 0)
+            for index, command in enumerate(lines):
+                log_name = "master.log" if index == 0 else f"worker-{index}.log"
+                processes.append(_spawn(command, env, out_dir, log_name, subprocess.DEVNULL))
         master, workers = processes[0], processes[1:]
         try:
             master.wait(deadline_s)

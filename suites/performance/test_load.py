@@ -13,9 +13,8 @@ import warnings
 
 import pytest
 
-from postdeploy.performance.load import LoadSettings, run_load
+from postdeploy.performance.load import load_run, run_load
 from postdeploy.reporting.attachments import attach_file, attach_json, attach_text
-from postdeploy.settings import SETTINGS_KEY
 from postdeploy.users import CleanupWarning
 
 
@@ -32,15 +31,9 @@ def _attach(result) -> None:
 @pytest.mark.alone
 @pytest.mark.load
 @pytest.mark.slow
-def test_under_load_the_error_rate_and_p95_stay_within_thresholds(target, run_id, pytestconfig):
-    settings = LoadSettings.from_target(
-        target,
-        run_id,
-        profile=pytestconfig.getoption("postdeploy_load_profile"),
-        workers=pytestconfig.getoption("postdeploy_load_workers"),
-    )
-    reports_dir = pytestconfig.stash[SETTINGS_KEY].reports_dir
-    result = run_load(settings, reports_dir / "load" / f"{target.name}-{settings.profile}")
+def test_under_load_the_error_rate_and_p95_stay_within_thresholds(target, pytestconfig, held_load):
+    settings, out_dir = load_run(pytestconfig, target)
+    result = run_load(settings, out_dir, held_load)
     _attach(result)
     if result.leftovers:
         warnings.warn(
