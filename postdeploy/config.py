@@ -458,10 +458,12 @@ class Section(Mapping[str, Any]):
         self._values = dict(values)
 
     def __getattr__(self, key: str) -> Any:
-        try:
-            return self._values[key]
-        except KeyError:
-            raise AttributeError(f"section [{self._name}] has no key {key!r}") from None
+        # Only keys: its own attributes are never looked up here, not even while unpickling
+        # (a section sent to a process of its own), before they are set.
+        values = self.__dict__.get("_values")
+        if values is None or key not in values:
+            raise AttributeError(f"section [{self.__dict__.get('_name')}] has no key {key!r}")
+        return values[key]
 
     def __getitem__(self, key: str) -> Any:
         return self._values[key]

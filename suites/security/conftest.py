@@ -86,6 +86,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 #: registrations per window (limits.registrations_per_window); their other registration probes
 #: are left out.
 CORPUS_REGISTRATION_SHARE = 10
+#: The fuzzing process's whole run at most (its requests each have the target's timeouts).
+FUZZ_TIMEOUT_S = 300.0
 #: Answers sampled for the header requirements, besides the pages: JSON, an error, a 401.
 API_SAMPLES = (PATHS.health, PATHS.content, PATHS.lesson(1), "/postdeploy-no-such-page", PATHS.me)
 
@@ -196,30 +198,33 @@ def _send_corpus(target: Target, users: SessionUsers) -> list[Answer]:
 
 def _run_fuzz(target: Target, users: SessionUsers) -> FuzzReport:
     from postdeploy.expect import expect_status, json_body
-    from postdeploy.security.fuzz import FuzzPlan, fuzz
+    from postdeploy.security.fuzz import FuzzPlan
+    from postdeploy.security.fuzz_process import fuzz_in_process
 
     with new_client(target) as client:
         document = client.get(PATHS.openapi)
         expect_status(document, 200, what="fetching the OpenAPI document")
-        plan = FuzzPlan(
-            auth_headers=users.main.auth,
-            protected=frozenset(PROTECTED_ROUTES),
-            destructive=frozenset(SESSION_ENDING_ROUTES),
-            registration=("POST", PATHS.register),
-            existing_email=users.main.email,
-            # as much of the registrations per window as the corpus spends
-            max_registrations=max(
-                1, int(target.limits.registrations_per_window) // CORPUS_REGISTRATION_SHARE
-            ),
-            cookies={SESSION_COOKIE: "unused"},
-        )
-        return fuzz(
-            client,
-            json_body(document),
-            plan,
-            examples=int(target.security.fuzz_examples),
-            on_account=users.adopt,
-        )
+    plan = FuzzPlan(
+        auth_headers=users.main.auth,
+        protected=frozenset(PROTECTED_ROUTES),
+        destructive=frozenset(SESSION_ENDING_ROUTES),
+        registration=("POST", PATHS.register),
+        existing_email=users.main.email,
+        # as much of the registrations per window as the corpus spends
+        max_registrations=max(
+            1, int(target.limits.registrations_per_window) // CORPUS_REGISTRATION_SHARE
+        ),
+        cookies={SESSION_COOKIE: "unused"},
+    )
+    # In a process of its own: it mostly generates cases, in Python, beside the checks
+    return fuzz_in_process(
+        target,
+        json_body(document),
+        plan,
+        examples=int(target.security.fuzz_examples),
+        on_account=users.adopt,
+        timeout_s=FUZZ_TIMEOUT_S,
+    )
 
 
 def _hostile(session: pytest.Session, target: Target, users: SessionUsers) -> HostileTraffic:
