@@ -68,6 +68,8 @@ LAUNCH_ARGS = (
     "--disable-gpu",
 )
 SPKI_FLAG = "--ignore-certificate-errors-spki-list"
+NODE_COMPILE_CACHE_ENV = "NODE_COMPILE_CACHE"
+NODE_COMPILE_CACHE_DIR = "node-compile-cache"
 VIEWPORT = {"width": 1280, "height": 720}
 #: Timeout of each browser action and navigation.
 ACTION_TIMEOUT_MS = 15_000
@@ -244,6 +246,23 @@ def failed(node: pytest.Item) -> bool:
     return any(report.failed for report in reports.values())
 
 
+@contextlib.contextmanager
+def _node_compile_cache() -> Iterator[None]:
+    """While the driver starts: Node.js keeps the code it compiles in the state dir
+    (``NODE_COMPILE_CACHE``, unless set already), so later runs start it quicker (0.29 s to
+    0.23 s alone here). Node creates the folder, and runs without the cache if it cannot."""
+    if os.environ.get(NODE_COMPILE_CACHE_ENV):
+        yield
+        return
+    from postdeploy import paths
+
+    os.environ[NODE_COMPILE_CACHE_ENV] = str(paths.state_dir() / NODE_COMPILE_CACHE_DIR)
+    try:
+        yield
+    finally:
+        os.environ.pop(NODE_COMPILE_CACHE_ENV, None)
+
+
 @pytest.fixture(scope="session")
 def playwright_driver() -> Iterator[Playwright]:
     """Playwright's driver (a Node.js process); the sync API, no event loop in pytest."""
@@ -251,7 +270,8 @@ def playwright_driver() -> Iterator[Playwright]:
     from playwright.sync_api import sync_playwright
 
     try:
-        manager = sync_playwright().start()
+        with _node_compile_cache():
+            manager = sync_playwright().start()
     except (PlaywrightError, OSError) as exc:
         raise BrowserUnavailable(
             f"Playwright's driver did not start: {type(exc).__name__}: {exc}", SETUP_FAILED

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -463,6 +464,20 @@ def test_with_no_system_chromium_the_message_names_both(monkeypatch, tmp_path):
     message = str(caught.value)
     assert f"{shell} or {full}" in message
     assert "apt-get install chromium-headless-shell" in message
+
+
+def test_the_driver_keeps_node_compiled_code_in_the_state_dir_while_it_starts(
+    monkeypatch, tmp_path
+):
+    monkeypatch.delenv(browser.NODE_COMPILE_CACHE_ENV, raising=False)
+    monkeypatch.setenv("POSTDEPLOY_STATE_DIR", str(tmp_path))
+    with browser._node_compile_cache():
+        assert os.environ[browser.NODE_COMPILE_CACHE_ENV] == str(tmp_path / "node-compile-cache")
+    assert browser.NODE_COMPILE_CACHE_ENV not in os.environ  # other processes never see it
+    monkeypatch.setenv(browser.NODE_COMPILE_CACHE_ENV, "/somewhere/else")
+    with browser._node_compile_cache():
+        assert os.environ[browser.NODE_COMPILE_CACHE_ENV] == "/somewhere/else"
+    assert os.environ[browser.NODE_COMPILE_CACHE_ENV] == "/somewhere/else"
 
 
 def test_launch_flags_keep_chromium_off_the_network():
