@@ -6,6 +6,7 @@ The target is a small HTTP server in this test with a two-operation OpenAPI docu
 
 from __future__ import annotations
 
+import json
 import pickle
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -43,14 +44,38 @@ DOCUMENT = {
             }
         },
         "/boom": {"get": {"responses": {"200": {"description": "ok"}}}},
+        "/login": {
+            "post": {
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["email", "password"],
+                                "properties": {
+                                    "email": {"type": "string", "format": "email"},
+                                    "password": {"type": "string"},
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {"201": {"description": "logged in"}},
+            }
+        },
     },
 }
+#: The bodies of the logins the server got.
+LOGINS: list[bytes] = []
 
 
 class Handler(BaseHTTPRequestHandler):
     def _answer(self, status: int) -> None:
         length = int(self.headers.get("Content-Length") or 0)
-        self.rfile.read(length)
+        body = self.rfile.read(length)
+        if self.path == "/login":
+            LOGINS.append(body)
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.end_headers()
@@ -76,7 +101,7 @@ def url():
     server.server_close()
 
 
-def plan() -> FuzzPlan:
+def plan(login_email: str = "pd-run-login{}@example.com") -> FuzzPlan:
     return FuzzPlan(
         auth_headers={},
         protected=frozenset(),
@@ -84,6 +109,8 @@ def plan() -> FuzzPlan:
         registration=REGISTER,
         existing_email="pd-fuzz@example.com",
         max_registrations=2,
+        login=("POST", "/login"),
+        login_email=login_email,
     )
 
 
@@ -97,7 +124,7 @@ def test_the_report_and_every_account_come_back_from_the_process(url):
         on_account=lambda email, password: accounts.append((email, password)),
         timeout_s=TIMEOUT_S,
     )
-    assert report.operations == 2
+    assert report.operations == 3
     assert report.cases > 0
     assert any(line.startswith("GET /boom") for line in report.server_errors), report
     # the positive registrations (at most max_registrations) all "created" an account
@@ -143,3 +170,28 @@ def test_a_target_and_its_sections_survive_the_trip_to_the_process():
     assert copy.limits.a == 1
     with pytest.raises(AttributeError, match=r"section \[limits\] has no key 'b'"):
         _ = copy.limits.b
+
+
+def test_each_positive_login_uses_a_fresh_address_of_the_run(url):
+    """The generated cases are the same in every run; a target limits logins per address."""
+
+    def emails(login_email: str) -> list[str]:
+        LOGINS.clear()
+        fuzz_in_process(
+            Target(name="t", platform="local", url=url),
+            DOCUMENT,
+            plan(login_email),
+            examples=5,
+            on_account=lambda *_: None,
+            timeout_s=TIMEOUT_S,
+        )
+        sent = [json.loads(body) for body in LOGINS if body.startswith(b"{")]
+        return [b["email"] for b in sent if isinstance(b, dict) and isinstance(b.get("email"), str)]
+
+    first, second = emails("pd-one-login{}@example.com"), emails("pd-two-login{}@example.com")
+    fresh_first = [e for e in first if e.startswith("pd-one-login")]
+    fresh_second = [e for e in second if e.startswith("pd-two-login")]
+    assert fresh_first, first
+    assert len(set(fresh_first)) == len(fresh_first)  # one address per case
+    assert len(fresh_second) == len(fresh_first)  # the same cases, derandomized
+    assert not set(first) & set(fresh_second)

@@ -10,6 +10,10 @@ caller's session or account are called without credentials; positive registratio
 address of that existing synthetic user, so they run through validation, hashing and the
 insert and end as a duplicate instead of creating an account; any registration that still
 succeeds is reported through ``on_account`` so the caller deletes the account afterwards.
+Positive logins use a fresh address of the run for each case, as the hostile-input corpus's
+do: the generated ones are the same in every run (derandomized), and the target limits logins
+per address, so back-to-back runs - a gate and its rollback's verification - would wait for
+that limit, then be refused by it.
 """
 
 from __future__ import annotations
@@ -75,6 +79,10 @@ class FuzzPlan:
     #: positive registrations sent at most (each spends one of the target's registrations per
     #: window, even as a duplicate); the others are generated and left out
     max_registrations: int = 3
+    #: (method, path) of the login, and the address of its positive cases: a format string
+    #: whose ``{}`` is the case's number, fresh for each run
+    login: tuple[str, str] | None = None
+    login_email: str = ""
     #: fixed values of cookie parameters (not sent; they only stop pointless variation)
     cookies: dict[str, str] = field(default_factory=dict)
     email_field: str = "email"
@@ -161,6 +169,8 @@ class _Sender:
     positive: bool
     #: positive registrations sent so far (bounded by ``plan.max_registrations``)
     registrations: list[int] = field(default_factory=lambda: [0])
+    #: positive logins sent so far (each with its own address)
+    logins: list[int] = field(default_factory=lambda: [0])
 
 
 def _case_runner(
@@ -201,6 +211,10 @@ def _send(
             return None  # the traffic budget's share of the fuzz checks is spent
         sender.registrations[0] += 1
         body = {**body, plan.email_field: plan.existing_email}
+        case.body = body
+    elif key == plan.login and sender.positive and isinstance(body, dict) and plan.login_email:
+        sender.logins[0] += 1
+        body = {**body, plan.email_field: plan.login_email.format(sender.logins[0])}
         case.body = body
     kwargs = case.as_transport_kwargs(base_url=str(client.base_url).rstrip("/"))
     headers = {

@@ -196,6 +196,13 @@ def _send_corpus(target: Target, users: SessionUsers) -> list[Answer]:
     return answers
 
 
+def _fresh_email_format(fresh: str) -> str:
+    """``pd-RUN-abc@example.com`` -> ``pd-RUN-abc-login{}@example.com``: a fresh address of
+    the run for each numbered case."""
+    local, domain = fresh.rsplit("@", 1)
+    return f"{local}-login{{}}@{domain}"
+
+
 def _run_fuzz(target: Target, users: SessionUsers) -> FuzzReport:
     from postdeploy.expect import expect_status, json_body
     from postdeploy.security.fuzz import FuzzPlan
@@ -210,6 +217,8 @@ def _run_fuzz(target: Target, users: SessionUsers) -> FuzzReport:
         destructive=frozenset(SESSION_ENDING_ROUTES),
         registration=("POST", PATHS.register),
         existing_email=users.main.email,
+        login=("POST", PATHS.login),
+        login_email=_fresh_email_format(users.new_email()),
         # as much of the registrations per window as the corpus spends
         max_registrations=max(
             1, int(target.limits.registrations_per_window) // CORPUS_REGISTRATION_SHARE
