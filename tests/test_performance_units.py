@@ -466,13 +466,15 @@ def test_with_no_system_chromium_the_message_names_both(monkeypatch, tmp_path):
     assert "apt-get install chromium-headless-shell" in message
 
 
-def test_the_driver_keeps_node_compiled_code_in_the_state_dir_while_it_starts(
+def test_the_driver_keeps_node_compiled_code_in_the_users_cache_while_it_starts(
     monkeypatch, tmp_path
 ):
     monkeypatch.delenv(browser.NODE_COMPILE_CACHE_ENV, raising=False)
-    monkeypatch.setenv("POSTDEPLOY_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     with browser._node_compile_cache():
-        assert os.environ[browser.NODE_COMPILE_CACHE_ENV] == str(tmp_path / "node-compile-cache")
+        assert os.environ[browser.NODE_COMPILE_CACHE_ENV] == str(
+            tmp_path / "postdeploy" / "node-compile-cache"
+        )
     assert browser.NODE_COMPILE_CACHE_ENV not in os.environ  # other processes never see it
     monkeypatch.setenv(browser.NODE_COMPILE_CACHE_ENV, "/somewhere/else")
     with browser._node_compile_cache():
