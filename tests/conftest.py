@@ -7,6 +7,7 @@ runs them, returning the verdict and every test's outcome.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -207,13 +208,23 @@ class _HealthHandler(BaseHTTPRequestHandler):
         pass
 
 
+@contextlib.contextmanager
+def serving(server: ThreadingHTTPServer) -> Iterator[str]:
+    """``server`` answering in a background thread: its ``http://127.0.0.1:PORT``; shut down
+    and closed afterwards."""
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @pytest.fixture
 def health_server() -> Iterator[str]:
     """A plain-HTTP stand-in answering GET /api/health, for plugin tests that need a target."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _HealthHandler)
     server.status = 200  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(server) as url:
+        yield url

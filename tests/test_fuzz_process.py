@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import pickle
-import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -16,56 +15,37 @@ import pytest
 from postdeploy.config import Target
 from postdeploy.security.fuzz import FuzzError, FuzzPlan
 from postdeploy.security.fuzz_process import FuzzProcessError, fuzz_in_process
+from tests.conftest import serving
 
 TIMEOUT_S = 120.0
 REGISTER = ("POST", "/register")
+
+
+def _credentials_operation(email: dict[str, str], answered: str) -> dict:
+    """A POST taking ``{email, password}`` as JSON (``email``: the schema of the address)."""
+    body = {
+        "type": "object",
+        "required": ["email", "password"],
+        "properties": {"email": email, "password": {"type": "string"}},
+    }
+    return {
+        "post": {
+            "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
+            "responses": {"201": {"description": answered}},
+        }
+    }
+
+
 DOCUMENT = {
     "openapi": "3.0.3",
     "info": {"title": "t", "version": "1"},
     "paths": {
-        "/register": {
-            "post": {
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "required": ["email", "password"],
-                                "properties": {
-                                    "email": {"type": "string"},
-                                    "password": {"type": "string"},
-                                },
-                            }
-                        }
-                    },
-                },
-                "responses": {"201": {"description": "created"}},
-            }
-        },
+        "/register": _credentials_operation({"type": "string"}, "created"),
         "/boom": {"get": {"responses": {"200": {"description": "ok"}}}},
-        "/login": {
-            "post": {
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "required": ["email", "password"],
-                                "properties": {
-                                    "email": {"type": "string", "format": "email"},
-                                    "password": {"type": "string"},
-                                },
-                            }
-                        }
-                    },
-                },
-                "responses": {"201": {"description": "logged in"}},
-            }
-        },
+        "/login": _credentials_operation({"type": "string", "format": "email"}, "logged in"),
     },
 }
+
 #: The bodies of the logins the server got.
 LOGINS: list[bytes] = []
 
@@ -93,12 +73,8 @@ class Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def url():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(ThreadingHTTPServer(("127.0.0.1", 0), Handler)) as served:
+        yield served
 
 
 def plan(login_email: str = "pd-run-login{}@example.com") -> FuzzPlan:

@@ -19,6 +19,7 @@ import pytest
 from postdeploy.security import caching, exposure, listing, methods, mixed_content, redirects
 from postdeploy.security.gating import DEPLOY_CHECKS, GatingConfigError, gating_checks
 from postdeploy.security.host_header import HostProbe, reflection_problem
+from tests.conftest import serving
 from tests.test_security_local import failures
 
 BASE = "https://app.example:8443"
@@ -452,12 +453,8 @@ def caching_edge(local_env) -> Iterator[str]:
     handler = type(
         "Edge", (_CachingEdge,), {"upstream": upstream, "cache": {}, "lock": threading.Lock()}
     )
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(ThreadingHTTPServer(("127.0.0.1", 0), handler)) as url:
+        yield url
     upstream.close()
 
 

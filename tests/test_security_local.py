@@ -4,13 +4,12 @@ one clear failure."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_port, serving
 
 SECURITY = ("suites/security",)
 TLS = ("suites/security/test_tls.py",)
@@ -213,10 +212,6 @@ class _PlainHttp(BaseHTTPRequestHandler):
 def plain_http() -> Iterator[type[_PlainHttp]]:
     """A stand-in of the platform's plain-HTTP listener; set ``location`` to redirect."""
     handler = type("Handler", (_PlainHttp,), {"location": "", "url": ""})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    handler.url = f"http://127.0.0.1:{server.server_address[1]}"
-    yield handler
-    server.shutdown()
-    server.server_close()
+    with serving(ThreadingHTTPServer(("127.0.0.1", 0), handler)) as url:
+        handler.url = url
+        yield handler

@@ -7,7 +7,6 @@ import json
 import shlex
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -17,6 +16,7 @@ import pytest
 from postdeploy.config import Target
 from postdeploy.monitoring.logs import DriverLogs, LogSourceError
 from postdeploy.rollback.base import DriverError
+from tests.conftest import serving
 
 REPO = Path(__file__).resolve().parents[2]
 CHECK = "suites/monitoring/test_logs.py"
@@ -48,11 +48,8 @@ def app(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _EchoHandler)
     server.log_file = tmp_path / "app.log"  # type: ignore[attr-defined]
     server.log_file.touch()  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", server.log_file  # type: ignore[attr-defined]
-    server.shutdown()
-    server.server_close()
+    with serving(server) as url:
+        yield url, server.log_file  # type: ignore[attr-defined]
 
 
 def run_check(tmp_path: Path, url: str, logs_command: str) -> dict:
