@@ -52,12 +52,14 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
-# scipy.stats is imported where it is used: it takes most of a second to import, and every run
-# that collects the canary checks imports this module, judging or not.
+# numpy and scipy are imported where they are used, not here: every run that collects the canary
+# checks imports this module, judging or not, and scipy takes most of a second to import (numpy
+# a tenth of one).
 
 #: Run false-alarm rate (family-wise) when the target does not state one.
 DEFAULT_ALPHA = 0.01
@@ -156,6 +158,8 @@ class ArmSamples:
         )
 
     def summary(self) -> dict[str, Any]:
+        import numpy as np
+
         values = np.asarray(self.latencies_ms)
         has = values.size > 0
         return {
@@ -392,6 +396,7 @@ def hodges_lehmann(
     """Shift of ``canary`` over ``baseline`` (median of pairwise differences) and its
     distribution-free interval (Moses: order statistics of the differences at the Mann-Whitney
     critical value, normal approximation). scipy has the test but not the estimator."""
+    import numpy as np
     from scipy import stats
 
     diffs = np.subtract.outer(canary, baseline).ravel()
@@ -413,6 +418,7 @@ def hodges_lehmann(
 
 def _latency(base: np.ndarray, canary: np.ndarray) -> tuple[float, tuple[float, float], float]:
     """Relative increase of the typical latency, its interval, and the one-sided p-value."""
+    import numpy as np
     from scipy import stats
 
     p = float(stats.mannwhitneyu(canary, base, alternative="greater").pvalue)
@@ -423,6 +429,8 @@ def _latency(base: np.ndarray, canary: np.ndarray) -> tuple[float, tuple[float, 
 
 
 def _tail_statistic(base: np.ndarray, canary: np.ndarray, axis: int = -1) -> np.ndarray:
+    import numpy as np
+
     quantiles = list(TAILS.values())
     ratio = np.quantile(canary, quantiles, axis=axis) / np.maximum(
         np.quantile(base, quantiles, axis=axis), MIN_LATENCY_MS
@@ -434,6 +442,7 @@ def _tails(
     base: np.ndarray, canary: np.ndarray, resamples: int, rng: np.random.Generator, alpha: float
 ) -> dict[str, tuple[float, tuple[float, float], float]]:
     """Per tail: the relative increase, its bootstrap interval and one-sided p-value."""
+    import numpy as np
     from scipy import stats
 
     observed = _tail_statistic(base, canary)
@@ -509,6 +518,8 @@ def judge(
 ) -> Judgement:
     """Judge every metric of every endpoint (and page), correct the p-values together,
     classify and score."""
+    import numpy as np
+
     criteria = criteria or Criteria()
     rng = np.random.default_rng(criteria.seed)
     metrics: list[Metric] = []
@@ -620,6 +631,7 @@ def control_limits(runs: Sequence[Mapping[str, ArmSamples]], min_samples: int) -
 @functools.cache
 def expected_range(n: int) -> float:
     """d2: the expected range of ``n`` standard normal draws (1.128 for 2, 1.693 for 3)."""
+    import numpy as np
     from scipy import integrate, stats
 
     def integrand(x: float) -> float:
@@ -632,6 +644,8 @@ def expected_range(n: int) -> float:
 
 def run_level(run: Mapping[str, ArmSamples], names: Sequence[str], quantile: float) -> float:
     """The geometric mean over ``names`` of one run's ``quantile`` latency (log ms)."""
+    import numpy as np
+
     logs = [
         math.log(max(float(np.quantile(run[name].latencies_ms, quantile)), MIN_LATENCY_MS))
         for name in names
@@ -674,6 +688,8 @@ def _endpoint_metrics(
     criteria: Criteria,
     rng: np.random.Generator,
 ) -> list[Metric]:
+    import numpy as np
+
     base_summary, canary_summary = _arm(base), _arm(canary)
     latency_kinds = (Kind.LATENCY, Kind.P95, Kind.P99)
     metrics = {
@@ -735,6 +751,8 @@ def _page_metric(
     criteria: Criteria,
     rng: np.random.Generator,
 ) -> Metric:
+    import numpy as np
+
     metric = Metric(
         page,
         kind,
@@ -770,6 +788,7 @@ def _small_rank_test(base: np.ndarray, canary: np.ndarray, rng: np.random.Genera
     matter - the approximation overstates small p-values there (10 loads against 10, every
     canary load slower: 8e-5 instead of the exact 5e-6). 1 when every value is the same (a
     CLS of 0 everywhere: no evidence of anything)."""
+    import numpy as np
     from scipy import stats
 
     joined = np.concatenate([base, canary])

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from html import escape
 
-import numpy as np
-
 from postdeploy.performance.judge import ArmSamples
 
 WIDTH, ROW, MARGIN, LABEL = 640, 56, 16, 96
@@ -37,6 +35,8 @@ def _box(y: float, q: dict[float, float], scale: float, colour: str) -> list[str
 
 def distributions_svg(title: str, baseline: ArmSamples, canary: ArmSamples) -> str:
     """Box plots of both arms' latencies (ms) on one axis, with median/p95/p99 figures."""
+    import numpy as np
+
     arms = {"baseline": baseline, "canary": canary}
     quantiles = {
         name: dict(zip(QUANTILES, np.quantile(arm.latencies_ms, QUANTILES), strict=True))
