@@ -39,6 +39,12 @@ def load_dir() -> Path:
     return _configured(LOAD_DIR_ENV, REPO_ROOT / "load")
 
 
+def user_cache_dir() -> Path:
+    """What postdeploy keeps between runs for this user (Node's compile cache, generated fuzz
+    cases): ``$XDG_CACHE_HOME/postdeploy``, else ``~/.cache/postdeploy``. Safe to delete."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "postdeploy"
+
+
 def payloads_dir() -> Path:
     """The hostile-input corpus of the security suite."""
     return _configured(PAYLOADS_DIR_ENV, REPO_ROOT / "fixtures" / "payloads")

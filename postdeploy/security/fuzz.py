@@ -14,17 +14,24 @@ Positive logins use a fresh address of the run for each case, as the hostile-inp
 do: the generated ones are the same in every run (derandomized), and the target limits logins
 per address, so back-to-back runs - a gate and its rollback's verification - would wait for
 that limit, then be refused by it.
+
+Generation and sending are apart: :func:`generate` makes every case first, then each is sent.
+The cases of a document are kept in ``cache_dir`` (``fuzz_cache``) and the next run of the
+same document sends them again instead of generating them: the same requests, judged the same.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from postdeploy.redact import redact_body, redact_text
+from postdeploy.security.fuzz_cache import Batch, CaseCache
 
 if TYPE_CHECKING:
     import httpx
@@ -61,6 +68,8 @@ class FuzzReport:
     skipped: dict[str, str] = field(default_factory=dict)
     server_errors: list[str] = field(default_factory=list)
     nonconformant: list[str] = field(default_factory=list)
+    #: the cases were those an earlier run generated for the same document (``fuzz_cache``)
+    replayed: bool = False
 
 
 @dataclass(frozen=True)
@@ -96,12 +105,11 @@ def fuzz(
     *,
     examples: int,
     on_account: Callable[[str, str], None],
+    cache_dir: Path | None = None,
 ) -> FuzzReport:
-    """Run schemathesis against every operation of ``document`` through ``client``."""
+    """Run schemathesis against every operation of ``document`` through ``client``: the
+    cases kept in ``cache_dir`` for this document if there are, else generated (and kept)."""
     import schemathesis
-    from hypothesis import HealthCheck, Phase, given, settings
-    from hypothesis.errors import HypothesisException, Unsatisfiable
-    from schemathesis import GenerationMode
     from schemathesis.checks import not_a_server_error
     from schemathesis.core.failures import FailureGroup
     from schemathesis.core.result import Err
@@ -115,8 +123,57 @@ def fuzz(
         raise FuzzError(f"the OpenAPI document cannot be loaded: {exc}") from None
     report = FuzzReport()
     started = time.monotonic()
+    operations = []
+    for result in schema.get_all_operations():
+        if isinstance(result, Err):
+            error = result.err()
+            report.skipped[str(getattr(error, "path", "") or error)[:80]] = str(error)[:200]
+            continue
+        operations.append(result.ok())
+    report.operations = len(operations)
+    cache = _case_cache(cache_dir, document, plan, examples) if cache_dir else None
+    batches = cache.load(operations) if cache else None
+    report.replayed = batches is not None
+    if batches is None:
+        batches = generate(operations, plan, examples)
+        if cache:
+            cache.store(batches)
     seen: set[tuple[str, str, str]] = set()
     checks = [not_a_server_error, response_schema_conformance]
+    for batch in batches:
+        sender = _Sender(client, plan, batch.key, batch.positive)
+        run_case = _case_runner(sender, report, seen, checks, FailureGroup, on_account)
+        for case in batch.cases:
+            run_case(case)
+        if batch.skipped:
+            mode = "positive" if batch.positive else "negative"
+            report.skipped[f"{Operation(*batch.key).label} ({mode})"] = batch.skipped
+    report.duration_s = time.monotonic() - started
+    return report
+
+
+def _case_cache(
+    directory: Path, document: dict[str, Any], plan: FuzzPlan, examples: int
+) -> CaseCache:
+    """Where the cases :func:`generate` makes of ``document`` are kept between runs."""
+    generation = {
+        "examples": examples,
+        "protected": sorted(map(list, plan.protected)),
+        "destructive": sorted(map(list, plan.destructive)),
+        "fixed_headers": sorted(plan.auth_headers),
+        "cookies": plan.cookies,
+        "generator": hashlib.sha256(Path(__file__).read_bytes()).hexdigest(),
+    }
+    return CaseCache.of(directory, document, generation, plan.auth_headers)
+
+
+def generate(operations: Iterable[Any], plan: FuzzPlan, examples: int) -> list[Batch]:
+    """The cases of each operation, positive and negative, as Hypothesis generates them
+    (derandomized: the same operations always give the same cases). Nothing is sent."""
+    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis.errors import HypothesisException, Unsatisfiable
+    from schemathesis import GenerationMode
+
     hypothesis_settings = settings(
         max_examples=examples,
         derandomize=True,
@@ -126,14 +183,9 @@ def fuzz(
         suppress_health_check=list(HealthCheck),
         print_blob=False,
     )
-    for result in schema.get_all_operations():
-        if isinstance(result, Err):
-            error = result.err()
-            report.skipped[str(getattr(error, "path", "") or error)[:80]] = str(error)[:200]
-            continue
-        operation = result.ok()
+    batches = []
+    for operation in operations:
         key = (operation.method.upper(), operation.path)
-        report.operations += 1
         authenticated = key in plan.protected and key not in plan.destructive
         headers = plan.auth_headers if authenticated else None
         # Negative cases of an operation without parameters could only break the credentials,
@@ -145,20 +197,27 @@ def fuzz(
             else (GenerationMode.POSITIVE,)
         )
         for mode in modes:
-            sender = _Sender(client, plan, key, mode == GenerationMode.POSITIVE)
-            run_case = _case_runner(sender, report, seen, checks, FailureGroup, on_account)
+            batch = Batch(operation, mode == GenerationMode.POSITIVE)
+            batches.append(batch)
             # Fixed cookies: the session cookie is never sent (credentials are the header's
             # job), so varying it would only repeat the same request.
             strategy = operation.as_strategy(mode, headers=headers, cookies=plan.cookies)
-            test = hypothesis_settings(given(case=strategy)(run_case))
             try:
-                test()
+                hypothesis_settings(given(case=strategy)(_keeper(batch.cases)))()
             except Unsatisfiable:
                 pass  # nothing to negate (an operation without parameters or body)
             except HypothesisException as exc:
-                report.skipped[f"{Operation(*key).label} ({mode.value})"] = str(exc)[:200]
-    report.duration_s = time.monotonic() - started
-    return report
+                batch.skipped = str(exc)[:200]
+    return batches
+
+
+def _keeper(cases: list[Any]) -> Callable[[Any], None]:
+    """The body of one Hypothesis test: keep the case (it is sent later)."""
+
+    def keep(case: Any) -> None:
+        cases.append(case)
+
+    return keep
 
 
 @dataclass(frozen=True)

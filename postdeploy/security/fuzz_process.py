@@ -27,6 +27,8 @@ from typing import IO, TYPE_CHECKING, Any
 from postdeploy.security.fuzz import FuzzPlan, FuzzReport, fuzz
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from postdeploy.config import Target
 
 #: Most of the child's stderr quoted when it ends without a report.
@@ -59,10 +61,11 @@ def fuzz_in_process(
     examples: int,
     on_account: Callable[[str, str], None],
     timeout_s: float,
+    cache_dir: Path | None = None,
 ) -> FuzzReport:
     """:func:`postdeploy.security.fuzz.fuzz` against ``target``, run by a child process; at
     most ``timeout_s`` seconds, then the child is killed and the error says so."""
-    request = pickle.dumps((target, document, plan, examples))
+    request = pickle.dumps((target, document, plan, examples, cache_dir))
     with tempfile.TemporaryFile() as errors:
         child = subprocess.Popen(
             [sys.executable, "-m", __name__],
@@ -115,7 +118,7 @@ def main() -> int:
     from postdeploy.http import new_client
 
     # only ever started by fuzz_in_process, whose pipe this is
-    target, document, plan, examples = pickle.load(sys.stdin.buffer)  # noqa: S301
+    target, document, plan, examples, cache_dir = pickle.load(sys.stdin.buffer)  # noqa: S301
     try:
         with new_client(target) as client:
             report = fuzz(
@@ -124,6 +127,7 @@ def main() -> int:
                 plan,
                 examples=examples,
                 on_account=lambda email, password: _send(out, "account", email, password),
+                cache_dir=cache_dir,
             )
     except Exception as exc:
         _send(out, "error", _portable(exc))

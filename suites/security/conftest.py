@@ -35,6 +35,7 @@ from postdeploy.contract import (
 )
 from postdeploy.early import early_starts, needed
 from postdeploy.http import new_client
+from postdeploy.paths import user_cache_dir
 from postdeploy.reporting.attachments import attach_json
 from postdeploy.security.headers import Headers
 from postdeploy.sysutil import outcome
@@ -88,6 +89,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 CORPUS_REGISTRATION_SHARE = 10
 #: The fuzzing process's whole run at most (its requests each have the target's timeouts).
 FUZZ_TIMEOUT_S = 300.0
+#: Where the cases generated for a document are kept (in the user's cache: ``fuzz_cache``).
+FUZZ_CASES_DIR = "fuzz-cases"
 #: Answers sampled for the header requirements, besides the pages: JSON, an error, a 401.
 API_SAMPLES = (PATHS.health, PATHS.content, PATHS.lesson(1), "/postdeploy-no-such-page", PATHS.me)
 
@@ -233,6 +236,8 @@ def _run_fuzz(target: Target, users: SessionUsers) -> FuzzReport:
         examples=int(target.security.fuzz_examples),
         on_account=users.adopt,
         timeout_s=FUZZ_TIMEOUT_S,
+        # the cases generated for this document are kept for its next run (fuzz_cache)
+        cache_dir=user_cache_dir() / FUZZ_CASES_DIR,
     )
 
 
