@@ -188,3 +188,48 @@ def test_a_plain_http_target_has_no_tls_and_fails_every_check(tmp_path):
     targets.write_text('[targets.web]\nplatform = "local"\nurl = "http://127.0.0.1:9"\n')
     report = tls.scan_target(load_targets(targets, environ={}).targets["web"])
     _one_clear_problem_each(report, "is plain HTTP: there is no TLS at all")
+
+
+def _target(tmp_path: Path, url: str, ca_file: Path | None = None):
+    targets = tmp_path / "targets.toml"
+    ca = f'ca_file = "{ca_file}"\n' if ca_file else ""
+    targets.write_text(f'[targets.web]\nplatform = "local"\nurl = "{url}"\n{ca}')
+    return load_targets(targets, environ={}).targets["web"]
+
+
+def test_the_scan_in_a_child_process_is_the_runs_one_scan(tmp_path, other_host, monkeypatch):
+    from postdeploy.security import tls_process
+
+    port, ca_file = other_host
+    target = _target(tmp_path, f"https://127.0.0.1:{port}", ca_file)
+    monkeypatch.setattr(tls, "scan_target", lambda _: pytest.fail("scanned in the harness"))
+    report = tls_process.cached_scan_in_process(target, tmp_path / "run")
+    assert report.error == ""
+    assert report.certificates  # scanned by the child, read back from the run's scan file
+    assert tls.scan_file(target, tmp_path / "run").exists()
+    assert tls.hostname_problems(report)  # the certificate is for other.example only
+    assert tls_process.cached_scan_in_process(target, tmp_path / "run") == report
+
+
+def test_a_child_that_ends_without_a_scan_only_costs_time(tmp_path, monkeypatch):
+    from postdeploy.security import tls_process
+
+    target = _target(tmp_path, "https://127.0.0.1:9")
+    monkeypatch.setattr(tls_process.sys, "executable", "/bin/false")  # dies at once
+    scanned = []
+    monkeypatch.setattr(
+        tls,
+        "scan_target",
+        lambda t: scanned.append(t.name) or tls.TlsReport(t.name, "127.0.0.1", 9, error="down"),
+    )
+    report = tls_process.cached_scan_in_process(target, tmp_path / "run")
+    assert scanned == ["web"]  # the harness scanned itself
+    assert report.error == "down"
+
+
+def test_a_child_out_of_time_is_stopped_and_says_so(tmp_path):
+    from postdeploy.security import tls_process
+
+    target = _target(tmp_path, "https://127.0.0.1:9")
+    with pytest.raises(tls.TlsScanError, match=r"was stopped after 0.01 s"):
+        tls_process.cached_scan_in_process(target, tmp_path / "run", timeout_s=0.01)

@@ -407,9 +407,14 @@ def _locked(path: Path) -> Iterator[None]:
         raise TlsScanError(f"gave up waiting for the TLS scan behind {path}") from None
 
 
+def scan_file(target: Target, cache_dir: Path) -> Path:
+    """Where the run's scan of ``target`` is kept (``cache_dir``: the run's folder)."""
+    return cache_dir / f"tls-{target.name}.json"
+
+
 def cached_scan(target: Target, cache_dir: Path) -> TlsReport:
     """The run's one scan of ``target``: the first process scans, the others read its report."""
-    path = cache_dir / f"tls-{target.name}.json"
+    path = scan_file(target, cache_dir)
     with _locked(path):
         if path.exists():
             return TlsReport.from_json(path.read_text(encoding="utf-8"))

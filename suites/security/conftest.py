@@ -270,11 +270,11 @@ def hostile_traffic(
 
 
 def _scan(config: pytest.Config, target: Target) -> TlsReport:
-    from postdeploy.security.tls import cached_scan
+    from postdeploy.security.tls_process import cached_scan_in_process
     from postdeploy.settings import settings_of
 
     settings = settings_of(config)
-    return cached_scan(target, settings.reports_dir / ".runs" / settings.run_id)
+    return cached_scan_in_process(target, settings.reports_dir / ".runs" / settings.run_id)
 
 
 def _short_lived(target: Target, run_id: str) -> ShortLivedLogin:
