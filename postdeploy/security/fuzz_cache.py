@@ -79,7 +79,8 @@ def cache_key(document: Mapping[str, Any], generation: Mapping[str, Any]) -> str
 
 
 def _plain(value: Any) -> Any:
-    """``value`` if JSON carries it unchanged (tuples, bytes, NaN keys... are not)."""
+    """``value`` if JSON carries it unchanged (a tuple, bytes or an object with other keys than
+    strings would come back different)."""
     if value is None or isinstance(value, (str, bool, int, float)):
         return value
     if isinstance(value, list):
