@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import socket
 import ssl
-import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -17,6 +16,7 @@ from postdeploy.local import certs
 from postdeploy.local.tls_profiles import INTERMEDIATE_CIPHERS
 from postdeploy.security import tls
 from postdeploy.sysutil import free_port
+from tests.conftest import serving
 
 #: Network timeouts: short where the server is meant to fail, roomier where every probe must
 #: get its answer on a busy machine.
@@ -59,11 +59,8 @@ class _TlsServer(_QuietServer):
 
 
 def _serve(server: ThreadingHTTPServer) -> Iterator[int]:
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server.server_address[1]
-    server.shutdown()
-    server.server_close()
+    with serving(server):
+        yield server.server_address[1]
 
 
 @pytest.fixture(scope="module")
